@@ -1,0 +1,3 @@
+from carve.cli import main
+
+raise SystemExit(main())

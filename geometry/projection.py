@@ -1,0 +1,210 @@
+"""Projection, unprojection and depth maps for a batch of cameras: ``U = K [R|T] X``.
+
+numpy in -> numpy out (a fused Numba kernel); torch in -> torch out, same device and dtype, and
+differentiable. Convention: see :mod:`geometry.camera` and :mod:`geometry.conventions`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from geometry.arrays import describe, float_dtype_of, is_tensor, to_numpy, to_tensor
+from geometry.camera import Camera
+
+#: depths at or below this are "at or behind the camera": never divided through, never valid
+DEFAULT_EPS = 1e-9
+
+
+def _check_camera(camera):
+    if not isinstance(camera, Camera):
+        raise TypeError(f"camera must be a geometry.Camera, got {type(camera).__name__}")
+
+
+def _points_3d(points, batch: int):
+    """points as (Bp, N, C), Bp in {1, batch}, C in {3, 4}, with a named error for anything else."""
+    shape = tuple(points.shape)
+    if len(shape) == 2 and shape[1] in (3, 4):
+        return points[None]
+    if len(shape) == 3 and shape[2] in (3, 4) and shape[0] in (1, batch):
+        return points
+    if len(shape) == 3 and shape[2] in (3, 4):
+        raise ValueError(f"points must have batch size 1 or {batch} (one per camera), got {describe(points)}")
+    hint = "; did you pass X.T?" if len(shape) == 2 and shape[0] in (3, 4) else ""
+    raise ValueError(f"points must have shape (N, 3), (N, 4) or (B, N, 3), got {describe(points)}{hint}")
+
+
+def project(points, camera: Camera, eps: float = DEFAULT_EPS):
+    """Project world points into every camera of the batch.
+
+    Args:
+        points: (N, 3) world points, (N, 4) homogeneous ones, or (B, N, 3) one set per camera.
+        camera: a :class:`Camera` batch of B cameras.
+        eps: depths ``<= eps`` count as at or behind the camera.
+
+    Returns:
+        uv: (B, N, 2) pixel coordinates (u column, v row; top-left pixel centre at (0, 0)).
+        depth: (B, N) depth z in each camera frame (0 for homogeneous points with w = 0).
+        valid: (B, N) bool, in front of the camera and, when the camera has a size, inside the image
+            (``-0.5 <= u < W - 0.5`` and ``-0.5 <= v < H - 0.5``). Invalid points get uv = 0, so
+            every coordinate is finite.
+
+    Example:
+        >>> import numpy as np
+        >>> cam = Camera(np.diag([100.0, 100.0, 1.0]), np.eye(3), [0, 0, 2], width=64, height=48)
+        >>> uv, depth, valid = project(np.array([[0.1, -0.2, 0.0], [0.0, 0.0, -3.0]]), cam)
+        >>> uv[0].tolist(), depth[0].tolist(), valid[0].tolist()
+        ([[5.0, -10.0], [0.0, 0.0]], [2.0, -1.0], [False, False])
+    """
+    _check_camera(camera)
+    if is_tensor(points):
+        return _project_torch(points, camera, eps)
+    if not isinstance(points, np.ndarray):
+        points = to_numpy(points, "points", dtype=None)
+    if not (np.issubdtype(points.dtype, np.number) or points.dtype == bool):
+        raise TypeError(f"points must be a numeric array, got dtype {points.dtype}")
+    pts = _points_3d(points, len(camera))
+    dtype = float_dtype_of(pts)
+    if pts.dtype != dtype or not pts.flags.c_contiguous:
+        pts = np.ascontiguousarray(pts, dtype=dtype)
+    from geometry.projection_numba import project_kernel
+
+    batch, n_points = len(camera), pts.shape[1]
+    uv = np.empty((batch, n_points, 2), dtype)
+    depth = np.empty((batch, n_points), dtype)
+    valid = np.empty((batch, n_points), bool)
+    P = np.ascontiguousarray(camera.numpy().P)
+    project_kernel(pts, P, camera.width or 0, camera.height or 0, float(eps), uv, depth, valid)
+    return uv, depth, valid
+
+
+def _project_torch(points, camera: Camera, eps: float):
+    import torch
+
+    if not points.is_floating_point():
+        points = points.to(torch.get_default_dtype())
+    pts = _points_3d(points, len(camera))
+    P = to_tensor(camera.P, "camera", like=pts)  # (B, 3, 4)
+    if pts.shape[-1] == 3:
+        h = pts @ P[:, :, :3].transpose(1, 2) + P[:, None, :, 3]
+        depth = h[..., 2]
+    else:
+        h = pts @ P.transpose(1, 2)
+        w = pts[..., 3]
+        at_infinity = w == 0
+        depth = torch.where(at_infinity, torch.zeros_like(w), h[..., 2] / torch.where(at_infinity, 1, w))
+    valid = depth > eps
+    z = torch.where(valid, h[..., 2], torch.ones_like(depth))  # never divide by a depth <= eps
+    uv = torch.where(valid[..., None], h[..., :2] / z[..., None], torch.zeros_like(h[..., :2]))
+    if camera.has_size:
+        u, v = uv[..., 0], uv[..., 1]
+        valid = valid & (u >= -0.5) & (u < camera.width - 0.5) & (v >= -0.5) & (v < camera.height - 0.5)
+    return uv, depth, valid
+
+
+def _inverse_intrinsics(K):
+    """Closed-form inverse of upper-triangular K with K[2, 2] = 1, (B, 3, 3); keeps autograd."""
+    fx, s, cx = K[:, 0, 0], K[:, 0, 1], K[:, 0, 2]
+    fy, cy = K[:, 1, 1], K[:, 1, 2]
+    if is_tensor(K):
+        import torch
+
+        zero, one = torch.zeros_like(fx), torch.ones_like(fx)
+        stack = torch.stack
+    else:
+        zero, one = np.zeros_like(fx), np.ones_like(fx)
+        stack = np.stack
+    rows = [stack([1 / fx, -s / (fx * fy), (s * cy - cx * fy) / (fx * fy)], -1),
+            stack([zero, 1 / fy, -cy / fy], -1),
+            stack([zero, zero, one], -1)]
+    return stack(rows, -2)
+
+
+def unproject(uv, depth, camera: Camera):
+    """Lift pixels with known depth back to world points: the exact inverse of :func:`project`.
+
+    Args:
+        uv: (N, 2) or (B, N, 2) pixel coordinates. depth: (N,) or (B, N) depth z in the camera frame.
+        camera: a :class:`Camera` batch of B cameras (a single set of pixels is used for every camera).
+
+    Returns:
+        points: (B, N, 3) world points, ``R.T @ (depth * K^-1 [u, v, 1] - T)``.
+    """
+    _check_camera(camera)
+    torch_in = is_tensor(uv) or is_tensor(depth)
+    if torch_in:
+        like = uv if is_tensor(uv) and uv.is_floating_point() else depth
+        uv, depth = to_tensor(uv, "uv", like), to_tensor(depth, "depth", like)
+        cam = camera.to(device=like.device, dtype=like.dtype)
+    else:
+        uv, depth, cam = to_numpy(uv, "uv"), to_numpy(depth, "depth"), camera.numpy()
+    if uv.ndim not in (2, 3) or uv.shape[-1] != 2:
+        hint = "; did you pass uv.T?" if uv.ndim == 2 and uv.shape[0] == 2 else ""
+        raise ValueError(f"uv must have shape (N, 2) or (B, N, 2), got {describe(uv)}{hint}")
+    if tuple(depth.shape) != tuple(uv.shape[:-1]):
+        raise ValueError(f"depth must have shape {tuple(uv.shape[:-1])} to match uv, got {describe(depth)}")
+    if uv.ndim == 3 and uv.shape[0] not in (1, len(cam)):
+        raise ValueError(f"uv must have batch size 1 or {len(cam)} (one per camera), got {describe(uv)}")
+    x_cam = _rays(uv, cam.K) * depth[..., None]  # (B, N, 3)
+    return (x_cam - cam.T[:, None, :]) @ cam.R  # row-vector form of R.T @ (x - T)
+
+
+def _rays(uv, K):
+    """Camera-frame rays ``K^-1 [u, v, 1]`` with unit depth: uv (..., N, 2), K (B, 3, 3) -> (B, N, 3)."""
+    Kinv = _inverse_intrinsics(K)
+    if is_tensor(uv):
+        Kinv = Kinv.transpose(-1, -2)
+    else:
+        Kinv = np.swapaxes(Kinv, -1, -2)
+    return uv @ Kinv[..., :2, :] + Kinv[..., None, 2, :]
+
+
+def depth_to_points(depth, camera: Camera, image=None):
+    """World points (and colours) of every pixel with a depth, over one or several depth maps.
+
+    Args:
+        depth: (H, W) or (B, H, W) depth z per pixel; 0, negative, NaN or inf mean "no depth".
+        camera: a :class:`Camera` of B cameras (1 for a single map); its size must be W x H if set.
+        image: optional (H, W, C) or (B, H, W, C) colours (any dtype), sampled at the same pixels.
+
+    Returns:
+        points: (M, 3) world points of all pixels with a depth, view after view, row-major.
+        colors: (M, C) when ``image`` is given, of the image's dtype.
+    """
+    _check_camera(camera)
+    torch_in = is_tensor(depth)
+    if not torch_in:
+        depth = to_numpy(depth, "depth", dtype=None)
+        depth = depth.astype(float_dtype_of(depth), copy=False)
+    maps = depth[None] if depth.ndim == 2 else depth
+    if maps.ndim != 3:
+        raise ValueError(f"depth must have shape (H, W) or (B, H, W), got {describe(depth)}")
+    batch, height, width = maps.shape
+    if batch != len(camera):
+        raise ValueError(f"depth must hold one map per camera ({len(camera)}), got {batch}")
+    if camera.has_size and (width, height) != (camera.width, camera.height):
+        raise ValueError(f"depth must be {camera.height}x{camera.width} (H x W) like the camera's image, "
+                         f"got {height}x{width}")
+    if torch_in:
+        import torch
+
+        has_depth = torch.isfinite(maps) & (maps > 0)
+        b, rows, cols = torch.nonzero(has_depth, as_tuple=True)
+        uv = torch.stack([cols, rows], -1).to(maps.dtype)
+    else:
+        has_depth = np.isfinite(maps) & (maps > 0)
+        b, rows, cols = np.nonzero(has_depth)
+        uv = np.stack([cols, rows], -1).astype(maps.dtype)
+    z = maps[b, rows, cols]
+    points = _unproject_per_point(uv, z, b, camera)
+    if image is None:
+        return points
+    colors = image[None] if image.ndim == 3 else image
+    if tuple(colors.shape[:3]) != (batch, height, width):
+        raise ValueError(f"image must have shape {(height, width)} + (C,) per depth map, got {describe(image)}")
+    return points, colors[b, rows, cols]
+
+
+def _unproject_per_point(uv, z, view, camera: Camera):
+    """Unproject (M, 2) pixels with depths (M,), each through camera ``view[m]``, -> (M, 3)."""
+    cam = camera.to(device=uv.device, dtype=uv.dtype) if is_tensor(uv) else camera.numpy()
+    x_cam = _rays(uv[:, None, :], cam.K[view])[:, 0, :] * z[:, None]  # one "batch" per pixel
+    return ((x_cam - cam.T[view])[:, None, :] @ cam.R[view])[:, 0, :]
