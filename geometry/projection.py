@@ -41,7 +41,8 @@ def project(points, camera: Camera, eps: float = DEFAULT_EPS):
         eps: depths ``<= eps`` count as at or behind the camera.
 
     Returns:
-        uv: (B, N, 2) pixel coordinates (u column, v row; top-left pixel centre at (0, 0)).
+        uv: (B, N, 2) pixel coordinates (u column, v row; top-left pixel centre at (0, 0)), in the
+            points' floating dtype; arithmetic is in that precision too (float64 for exact results).
         depth: (B, N) depth z in each camera frame (0 for homogeneous points with w = 0).
         valid: (B, N) bool, in front of the camera and, when the camera has a size, inside the image
             (``-0.5 <= u < W - 0.5`` and ``-0.5 <= v < H - 0.5``). Invalid points get uv = 0, so
@@ -65,14 +66,14 @@ def project(points, camera: Camera, eps: float = DEFAULT_EPS):
     dtype = float_dtype_of(pts)
     if pts.dtype != dtype or not pts.flags.c_contiguous:
         pts = np.ascontiguousarray(pts, dtype=dtype)
-    from geometry.projection_numba import project_kernel
+    from geometry.projection_numba import constants, project_kernel
 
     batch, n_points = len(camera), pts.shape[1]
     uv = np.empty((batch, n_points, 2), dtype)
     depth = np.empty((batch, n_points), dtype)
     valid = np.empty((batch, n_points), bool)
-    P = np.ascontiguousarray(camera.numpy().P)
-    project_kernel(pts, P, camera.width or 0, camera.height or 0, float(eps), uv, depth, valid)
+    P = np.ascontiguousarray(camera.numpy().P, dtype=dtype)
+    project_kernel(pts, P, constants(dtype, camera.width, camera.height, eps), uv, depth, valid)
     return uv, depth, valid
 
 

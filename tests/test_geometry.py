@@ -103,7 +103,7 @@ def test_float32_stays_float32_and_matches_float64():
     uv32, d32, _ = project(X.astype(np.float32), cam)
     uv64, _, _ = project(X.astype(np.float32).astype(np.float64), cam)
     assert uv32.dtype == np.float32 and d32.dtype == np.float32
-    np.testing.assert_allclose(uv32, uv64, rtol=2e-7, atol=1e-4)  # float64 arithmetic, float32 storage
+    np.testing.assert_allclose(uv32, uv64, rtol=1e-5, atol=2e-3)  # float32 arithmetic: about 1e-6 relative
 
 
 def test_torch_matches_numpy_and_keeps_dtype():

@@ -1,0 +1,146 @@
+"""Monocular depth on held-out procedural scenes: the shipped model against a mean-depth baseline.
+
+    python benchmarks/eval_depth.py [--model PATH | --model NAME=PATH ...] [--n 200] [--speed]
+
+Test scenes are the ``test`` split of :mod:`carve.training` (scene seeds from 20,000,000; training
+used seeds from 0 and validation from 10,000,000), rendered at the model's training resolution and
+at twice that (the same scenes, same field of view, 4x the pixels). The baseline predicts, for every
+image, the training set's mean depth map (stored with the model; resized for 2x). One table holds
+Eigen et al.'s measures for every model and the baseline at both resolutions, raw and with per-image
+median scaling; then the goals of the issue are checked, and with ``--speed`` the inference rate at
+256x256 is measured (``--threads`` torch threads, BatchNorm folded, batches of 8).
+
+Several ``--model NAME=PATH`` entries share the table (e.g. rotation pretraining against training
+from scratch on the same 10% of labels).
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import print_table  # noqa: E402
+
+COLUMNS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3")
+
+
+def _models(specs):
+    from carve import depth
+
+    out = []
+    for spec in specs or [None]:
+        if spec is None:
+            out.append(("shipped", depth.default_model_path()))
+        elif "=" in spec:
+            name, path = spec.split("=", 1)
+            out.append((name, Path(path)))
+        else:
+            out.append((Path(spec).parent.name or Path(spec).stem, Path(spec)))
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", action="append", help="model file, or NAME=PATH (repeatable; default: shipped)")
+    p.add_argument("--n", type=int, default=200, help="number of held-out test scenes (default 200)")
+    p.add_argument("--size", type=int, default=None, help="evaluation size (default: the model's training size)")
+    p.add_argument("--no-2x", action="store_true", help="skip the 2x resolution rows")
+    p.add_argument("--speed", action="store_true", help="also time inference at 256x256")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for the timing (default 2)")
+    p.add_argument("--cache-dir", default=None, help="keep the rendered test scenes here")
+    p.add_argument("--json", default=None, help="write all numbers to this JSON file")
+    args = p.parse_args(argv)
+    if args.n < 1:
+        p.error("--n must be positive")
+
+    import cv2
+    import torch
+
+    from carve import depth
+    from carve.depth_metrics import depth_metrics
+    from carve.training import load_checkpoint, render_split
+
+    models = _models(args.model)
+    first = load_checkpoint(models[0][1], "depth")
+    size = args.size or int(first["metadata"]["config"]["size"])
+    mean_depth = first["tensors"].get("mean_depth")
+    sizes = [size] + ([] if args.no_2x else [2 * size])
+
+    results, rows = {}, []
+    for s in sizes:
+        t0 = time.perf_counter()
+        test = render_split("test", args.n, s, cache_dir=args.cache_dir)
+        gt = test.depth.numpy()
+        print(f"rendered {args.n} test scenes at {s}x{s} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        preds = {}
+        for name, path in models:
+            preds[name] = depth.predict(test.images.numpy(), path, batch_size=8)
+        if mean_depth is not None:
+            md = mean_depth.numpy()
+            if md.shape != (s, s):
+                md = cv2.resize(md, (s, s), interpolation=cv2.INTER_LINEAR)
+            preds["baseline: train mean depth"] = np.broadcast_to(md, gt.shape)
+        for name, pred in preds.items():
+            for ms in (False, True):
+                m = depth_metrics(pred, gt, median_scaling=ms)
+                key = f"{name} @ {s}px" + (" (median-scaled)" if ms else "")
+                results[key] = m
+                rows.append((ms, [key] + [f"{m[c]:.4f}" for c in COLUMNS]))
+    print(f"\nMonocular depth on {args.n} held-out scenes (test split), Eigen et al. measures\n")
+    print_table(["model @ resolution"] + list(COLUMNS), [r for ms, r in rows if not ms] + [r for ms, r in rows if ms])
+
+    name0 = models[0][0]
+    base = "baseline: train mean depth"
+    print("\nGoals (issue 5), first model:")
+    r1 = results.get(f"{name0} @ {size}px")
+    goals = []
+    goals.append(("AbsRel <= 0.08 at training resolution", r1["abs_rel"], r1["abs_rel"] <= 0.08))
+    goals.append(("delta1 >= 0.93 at training resolution", r1["delta1"], r1["delta1"] >= 0.93))
+    if not args.no_2x:
+        r2 = results[f"{name0} @ {2 * size}px"]
+        drop = r1["delta1"] - r2["delta1"]
+        goals.append(("delta1 drop at 2x <= 0.03", drop, drop <= 0.03))
+    if f"{base} @ {size}px" in results:
+        ratio = results[f"{base} @ {size}px"]["abs_rel"] / r1["abs_rel"]
+        goals.append(("AbsRel >= 3x lower than the baseline", ratio, ratio >= 3))
+    for ms_key in ("median-scaled",):
+        r1m = results[f"{name0} @ {size}px ({ms_key})"]
+        goals.append(("(median-scaled) AbsRel <= 0.08", r1m["abs_rel"], r1m["abs_rel"] <= 0.08))
+        goals.append(("(median-scaled) delta1 >= 0.93", r1m["delta1"], r1m["delta1"] >= 0.93))
+        if not args.no_2x:
+            r2m = results[f"{name0} @ {2 * size}px ({ms_key})"]
+            drop = r1m["delta1"] - r2m["delta1"]
+            goals.append(("(median-scaled) delta1 drop at 2x <= 0.03", drop, drop <= 0.03))
+        if f"{base} @ {size}px ({ms_key})" in results:
+            ratio = results[f"{base} @ {size}px ({ms_key})"]["abs_rel"] / r1m["abs_rel"]
+            goals.append(("(median-scaled) AbsRel >= 3x lower than the baseline", ratio, ratio >= 3))
+
+    if args.speed:
+        torch.set_num_threads(args.threads)
+        x = np.random.default_rng(0).integers(0, 255, (64, 256, 256, 3), dtype=np.uint8)
+        depth.predict(x[:8], models[0][1], batch_size=8)  # warm-up
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            depth.predict(x, models[0][1], batch_size=8)
+            times.append(time.perf_counter() - t)
+        rate = len(x) / float(np.median(times))
+        results["speed_images_per_s_256"] = rate
+        goals.append((f"inference >= 20 images/s at 256x256 on {args.threads} threads", rate, rate >= 20))
+    print_table(["goal", "value", "met"], [(g, f"{v:.4g}", "yes" if ok else "NO") for g, v, ok in goals])
+    meta = first["metadata"]
+    if "config" in meta:
+        cfg = meta["config"]
+        print(f"\nfirst model: {models[0][1]} (trained {meta.get('epoch')} epochs on {cfg['train']} scenes at "
+              f"{cfg['size']}px, widths {cfg['widths']}, seed {cfg['seed']})")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results, "goals": [(g, v, bool(ok)) for g, v, ok in goals]},
+                                              indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

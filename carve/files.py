@@ -1,0 +1,38 @@
+"""Atomic output files: a result appears whole under its name, or not at all.
+
+Every writer of the command line goes through :func:`atomic_path`, so an error or Ctrl-C half-way
+through never leaves a truncated mesh, grid or picture behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path`` (same suffix); on success it replaces ``path``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "hello.txt"
+        >>> with atomic_path(out) as tmp:
+        ...     _ = tmp.write_text("hi")
+        >>> out.read_text()
+        'hi'
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output directory {str(path.parent)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        if not tmp.exists() or tmp.stat().st_size == 0:
+            raise RuntimeError(f"writing {str(path)!r} produced no data")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,241 @@
+"""NeRF / Blender ``transforms.json`` (and ``transforms_{train,val,test}.json``), as written by
+NeRF's Blender scenes, instant-ngp and nerfstudio.
+
+Layout::
+
+    transforms.json  {"camera_angle_x": ..., or "fl_x", "fl_y", "cx", "cy", "w", "h"
+                      [, "k1", "k2", "p1", "p2"],
+                      "frames": [{"file_path": "./train/r_0", "transform_matrix": 4x4}, ...]}
+                     intrinsics may also be given per frame (nerfstudio).
+
+Conventions converted on the way in:
+- ``transform_matrix`` is camera-to-world with OpenGL camera axes (x right, y up, z backward):
+  converted to our world-to-camera OpenCV pose;
+- pixel coordinates in the file have the image's top-left corner at (0, 0) (pixel centres at
+  half-integers, as in Blender, COLMAP, instant-ngp and nerfstudio): ``cx -= 0.5``, ``cy -= 0.5``;
+  with only ``camera_angle_x`` the principal point is the image centre, ``(W - 1) / 2`` in ours;
+- ``file_path`` may lack its extension; RGBA images give silhouettes from alpha (alpha >= 128:
+  at least half covered) and their colour channels as the image;
+- ``k1, k2, p1, p2`` (and ``k3``) are undistorted away with OpenCV.
+
+Our own ``bounds`` key ([[lo], [hi]]) is written by :func:`save` and read back; other tools ignore it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from data.distortion import undistort, undistort_mask
+from data.errors import FormatError
+from data.images import IMAGE_EXTENSIONS, find_image, read_image, write_image
+from data.multiview import MultiView
+from geometry import Camera
+
+NAME = "blender"
+DESCRIPTION = "NeRF/Blender: transforms.json or transforms_{train,val,test}.json (camera-to-world, OpenGL axes)"
+
+SPLITS = ("train", "val", "test")
+
+
+def _files(path: Path, split: str):
+    if path.is_file():
+        return [path]
+    single = path / "transforms.json"
+    split_files = [path / f"transforms_{s}.json" for s in SPLITS if (path / f"transforms_{s}.json").is_file()]
+    if split == "all":
+        return [single] if single.is_file() else split_files
+    if split not in SPLITS:
+        raise ValueError(f"split must be 'all', 'train', 'val' or 'test', got {split!r}")
+    f = path / f"transforms_{split}.json"
+    if not f.is_file():
+        raise FormatError(f, "file is missing (split= picks transforms_<split>.json)")
+    return [f]
+
+
+def detect(path: Path) -> str | None:
+    files = _files(path, "all") if path.is_dir() else []
+    return ", ".join(f.name for f in files) if files else None
+
+
+def _line_of(text: str, needle: str, start: int = 0) -> int | None:
+    pos = text.find(needle, start)
+    return None if pos < 0 else text.count("\n", 0, pos) + 1
+
+
+def _frame_lines(text: str) -> list[int]:
+    """Line numbers where each frame's "file_path" appears, in order (for error messages)."""
+    return [text.count("\n", 0, m.start()) + 1 for m in re.finditer(r'"file_path"\s*:', text)]
+
+
+def _number(d: dict, key: str, f: Path, line):
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise FormatError(f, f"{key} must be a finite number, got {v!r}", line)
+    return float(v)
+
+
+def _intrinsics(d: dict, top: dict, width: int, height: int, f: Path, text: str, line):
+    """K (ours) and OpenCV distortion from a frame dict ``d`` falling back to the top-level ``top``."""
+    def get(key):
+        if key in d:
+            return _number(d, key, f, line)
+        if key in top:
+            return _number(top, key, f, _line_of(text, f'"{key}"'))
+        return None
+
+    fx, fy, cx, cy = get("fl_x"), get("fl_y"), get("cx"), get("cy")
+    ax, ay = get("camera_angle_x"), get("camera_angle_y")
+    if fx is None and ax is None:
+        raise FormatError(f, "no intrinsics: expected camera_angle_x or fl_x (with fl_y, cx, cy)", line)
+    for name, a in (("camera_angle_x", ax), ("camera_angle_y", ay)):
+        if a is not None and not 0 < a < math.pi:
+            raise FormatError(f, f"{name} must be an angle in radians in (0, pi), got {a}", line)
+    if fx is None:
+        fx = 0.5 * width / math.tan(0.5 * ax)
+    if fy is None:
+        fy = 0.5 * height / math.tan(0.5 * ay) if ay is not None else fx
+    if fx <= 0 or fy <= 0:
+        raise FormatError(f, f"focal lengths must be positive, got fl_x={fx}, fl_y={fy}", line)
+    cx = (width / 2 if cx is None else cx) - 0.5
+    cy = (height / 2 if cy is None else cy) - 0.5
+    K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    coeffs = [get(k) for k in ("k1", "k2", "p1", "p2", "k3")]
+    dist = np.array([c or 0.0 for c in coeffs])
+    return K, (dist if coeffs[4] is not None else dist[:4])
+
+
+def load(path, *, split: str = "all", background=None) -> MultiView:
+    """Read NeRF/Blender ``transforms*.json``.
+
+    Args:
+        path: the folder, or one transforms json file.
+        split: "all" (``transforms.json``, or else train, val and test together), "train", "val", "test".
+        background: None keeps the stored colour of RGBA images; an (r, g, b) in 0..255 composites
+            them over that colour (NeRF's white background: (255, 255, 255)).
+    """
+    path = Path(path)
+    files = _files(path, split)
+    if not files:
+        raise FormatError(path, "holds no transforms.json or transforms_{train,val,test}.json")
+    K, c2w, images, masks, names, dists = [], [], [], [], [], []
+    bounds = None
+    size = None
+    for f in files:
+        text = f.read_text(encoding="utf-8")
+        try:
+            meta = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise FormatError(f, f"is not valid JSON: {err.msg}", err.lineno) from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
+            raise FormatError(f, "expected an object with a 'frames' list")
+        if "bounds" in meta:
+            b = np.asarray(meta["bounds"], dtype=np.float64) if _is_numeric(meta["bounds"]) else None
+            if b is None or b.shape != (2, 3) or not np.isfinite(b).all() or not (b[0] < b[1]).all():
+                raise FormatError(f, f"bounds must be [[lo_x, lo_y, lo_z], [hi_x, hi_y, hi_z]] with lo < hi, "
+                                     f"got {meta['bounds']!r}", _line_of(text, '"bounds"'))
+            bounds = b
+        lines = _frame_lines(text)
+        if not meta["frames"]:
+            raise FormatError(f, "the 'frames' list is empty", _line_of(text, '"frames"'))
+        for i, fr in enumerate(meta["frames"]):
+            line = lines[i] if i < len(lines) else _line_of(text, '"frames"')
+            if not isinstance(fr, dict) or "file_path" not in fr or "transform_matrix" not in fr:
+                raise FormatError(f, f"frame {i} needs 'file_path' and 'transform_matrix'", line)
+            M = fr["transform_matrix"]
+            if not _is_numeric(M) or np.asarray(M, dtype=np.float64).shape not in ((4, 4), (3, 4)):
+                raise FormatError(f, f"frame {i}: transform_matrix must be a 4x4 matrix of numbers", line)
+            M = np.asarray(M, dtype=np.float64)
+            if not np.isfinite(M).all():
+                raise FormatError(f, f"frame {i}: transform_matrix contains NaN or inf", line)
+            rel = str(fr["file_path"])
+            img_path = find_image(f.parent, rel[2:] if rel.startswith("./") else rel, required_for=(f, line))
+            rgb, alpha = read_image(img_path, alpha=True)
+            h, w = rgb.shape[:2]
+            for key, actual in (("w", w), ("h", h)):
+                want = fr.get(key, meta.get(key))
+                if want is not None and int(want) != actual:
+                    raise FormatError(f, f"frame {i}: {key}={want} but {img_path.name} is {w}x{h}", line)
+            k, dist = _intrinsics(fr, meta, w, h, f, text, line)
+            if alpha is not None:
+                m = alpha >= 128
+                if background is not None:
+                    a = alpha[..., None].astype(np.float32) / 255
+                    bg = np.asarray(background, np.float32).reshape(1, 1, 3)
+                    rgb = np.clip(rgb * a + bg * (1 - a) + 0.5, 0, 255).astype(np.uint8)
+            else:
+                m = None
+            if np.any(dist):
+                rgb = undistort(rgb, k, dist)
+                m = undistort_mask(m, k, dist) if m is not None else None
+            if size is None:
+                size = (w, h)
+            elif size != (w, h):
+                raise FormatError(f, f"frame {i}: {img_path.name} is {w}x{h}, the first image is "
+                                     f"{size[0]}x{size[1]}; all views must share one size", line)
+            K.append(k)
+            c2w.append(M[:3, :4])
+            images.append(rgb)
+            masks.append(m)
+            stem = rel.removeprefix("./")
+            names.append(Path(stem).with_suffix("").as_posix() if Path(stem).suffix.lower() in IMAGE_EXTENSIONS
+                         else stem)
+    try:
+        cameras = Camera.from_c2w(np.stack(c2w), np.stack(K), *size, convention="opengl")
+    except ValueError as err:
+        raise FormatError(files[0], f"camera poses are not valid ({err})") from None
+    if all(m is not None for m in masks):
+        sil = masks
+    elif any(m is not None for m in masks):
+        first = next(i for i, m in enumerate(masks) if m is None)
+        raise FormatError(files[0], f"some images have alpha and some not (view {names[first]!r} has none); "
+                                    f"silhouettes need alpha in every image")
+    else:
+        sil = None
+    return MultiView(images, cameras, sil, bounds, names, format=NAME, path=path)
+
+
+def _is_numeric(x) -> bool:
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return arr.dtype == np.float64
+
+
+def save(mv: MultiView, path: Path) -> None:
+    """Write ``mv`` as ``transforms.json`` + ``images/NNNN.png`` into the new folder ``path``.
+
+    Intrinsics go in as ``fl_x, fl_y, cx, cy, w, h`` (per frame when they differ between views) and
+    ``camera_angle_x``; silhouettes, when present, become the images' alpha channel.
+    """
+    (path / "images").mkdir(parents=True)
+    cams = mv.cameras
+    K = cams.K
+    w, h = cams.width, cams.height
+
+    def intr(k):
+        return {"fl_x": float(k[0, 0]), "fl_y": float(k[1, 1]), "cx": float(k[0, 2] + 0.5),
+                "cy": float(k[1, 2] + 0.5)}
+
+    shared = bool(np.allclose(K, K[0], rtol=0, atol=0))
+    meta = {"camera_angle_x": 2 * math.atan(0.5 * w / K[0, 0, 0]), "w": w, "h": h}
+    if shared:
+        meta.update(intr(K[0]))
+    if mv.bounds is not None:
+        meta["bounds"] = mv.bounds.tolist()
+    c2w = cams.c2w("opengl")
+    frames = []
+    for i, im in enumerate(mv.images):
+        rel = f"images/{i:04d}.png"
+        alpha = None if mv.silhouettes is None else mv.silhouettes[i].astype(np.uint8) * 255
+        write_image(path / rel, im, alpha=alpha)
+        fr = {"file_path": f"./{rel}", "transform_matrix": c2w[i].tolist()}
+        if not shared:
+            fr.update(intr(K[i]))
+        frames.append(fr)
+    meta["frames"] = frames
+    (path / "transforms.json").write_text(json.dumps(meta, indent=2))

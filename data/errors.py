@@ -1,0 +1,28 @@
+"""The one error type of the dataset loaders: malformed input, named by file and line.
+
+``FormatError`` is a ``ValueError``, so callers that catch ValueError keep working; its message
+starts with ``path:line:`` the way compilers report errors, so an editor or terminal jumps to it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["FormatError"]
+
+
+class FormatError(ValueError):
+    """Malformed dataset input.
+
+    Attributes:
+        path: the offending file (or folder), as a ``Path``.
+        line: 1-based line number in that file, or None where the fault is not on one line (a
+            binary record, a missing file, a count that does not match).
+        reason: the message without the location prefix.
+    """
+
+    def __init__(self, path, reason: str, line: int | None = None):
+        self.path = Path(path)
+        self.line = line
+        self.reason = reason
+        where = f"{self.path}:{line}" if line is not None else f"{self.path}"
+        super().__init__(f"{where}: {reason}")

@@ -1,0 +1,131 @@
+"""The dataset format registry: detection, ``load`` and ``save``.
+
+Adding a format is one new module with ``NAME``, ``DESCRIPTION``, ``detect(path) -> str | None``
+(the evidence found, for the message) and ``load(path, **options) -> MultiView`` (and optionally
+``save(mv, path)``), plus one line in :data:`FORMATS`.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from data import blender, colmap, middlebury, oxford, tum
+from data.errors import FormatError
+from data.multiview import MultiView
+
+__all__ = ["FORMATS", "detect", "load", "save"]
+
+log = logging.getLogger(__name__)
+
+#: format name -> module; the order is the detection priority when a folder fits several
+FORMATS = {m.NAME: m for m in (tum, colmap, blender, middlebury, oxford)}
+
+
+def detect(path) -> tuple[str, str]:
+    """Which format the folder ``path`` holds.
+
+    Returns:
+        (format name, evidence), e.g. ("tum", "calib/*.txt and images/").
+
+    Raises:
+        FormatError: no known layout matches (the message lists what each format looks for).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FormatError(path, "does not exist")
+    if path.is_file():
+        if path.name.startswith("transforms") and path.suffix == ".json":
+            return "blender", path.name
+        if path.name.endswith("_par.txt"):
+            return "middlebury", path.name
+        if path.suffix == ".mat":
+            return "oxford", path.name
+        path = path.parent
+    hits = [(name, ev) for name, mod in FORMATS.items() if (ev := mod.detect(path))]
+    if not hits:
+        wanted = "; ".join(f"{m.DESCRIPTION}" for m in FORMATS.values())
+        raise FormatError(path, f"matches no known dataset layout. Looked for: {wanted}")
+    if len(hits) > 1:
+        log.info("%s fits several formats (%s); using %s", path, ", ".join(h[0] for h in hits), hits[0][0])
+    return hits[0]
+
+
+def load(path, format: str | None = None, *, verbose: bool = True, **options) -> MultiView:
+    """Read a multi-view dataset into a :class:`MultiView` in our conventions.
+
+    Args:
+        path: the dataset folder (or, for single-file formats, the camera file itself).
+        format: "tum", "middlebury", "oxford", "colmap" or "blender"; None detects it from the
+            folder's contents and says which it chose (on stderr when ``verbose``, and in the log).
+        verbose: print the detected format.
+        **options: passed to the format's loader (e.g. ``split="train"`` for blender, ``images=`` for
+            colmap, ``name=`` for middlebury, ``pixel_origin=1`` for oxford).
+
+    Raises:
+        FormatError (a ValueError): malformed input, with the file and line at fault.
+
+    Example:
+        >>> mv = load("../shared/datasets/bunny")  # doctest: +SKIP
+        data.load: ../shared/datasets/bunny is a tum dataset (calib/*.txt and images/)
+        >>> mv.cameras.P.shape  # doctest: +SKIP
+        (36, 3, 4)
+    """
+    path = Path(path)
+    if format is None:
+        format, evidence = detect(path)
+        message = f"data.load: {path} is a {format} dataset ({evidence})"
+        log.info(message)
+        if verbose:
+            print(message, file=sys.stderr)
+    elif format not in FORMATS:
+        raise ValueError(f"format must be one of {sorted(FORMATS)} or None to detect it, got {format!r}")
+    elif not path.exists():
+        raise FormatError(path, "does not exist")
+    try:
+        return FORMATS[format].load(path, **options)
+    except TypeError as err:
+        if "unexpected keyword argument" in str(err):
+            raise TypeError(f"format {format!r} does not take that option: {err}") from None
+        raise
+
+
+def save(mv: MultiView, path, format: str = "tum", *, overwrite: bool = False) -> Path:
+    """Write ``mv`` as a dataset that :func:`load` (and the format's own tools) read back.
+
+    The dataset is written into a temporary folder beside ``path`` and moved into place at the end,
+    so a failure never leaves a half-written dataset.
+
+    Args:
+        mv: the views to write.
+        path: the folder to create.
+        format: "tum" (calib/images/silhouettes) or "blender" (transforms.json + RGBA images).
+        overwrite: replace an existing ``path``; otherwise an existing non-empty folder is an error.
+
+    Returns:
+        ``path`` as a Path.
+    """
+    if not isinstance(mv, MultiView):
+        raise TypeError(f"mv must be a data.MultiView, got {type(mv).__name__}")
+    writers = {name: m for name, m in FORMATS.items() if hasattr(m, "save")}
+    if format not in writers:
+        raise ValueError(f"format must be one of {sorted(writers)} to save, got {format!r}")
+    path = Path(path)
+    if path.exists() and not (path.is_dir() and not any(path.iterdir())) and not overwrite:
+        raise FileExistsError(f"path {path} already exists and is not empty; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        target = tmp / "dataset"
+        writers[format].save(mv, target)
+        if path.exists():
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        target.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path

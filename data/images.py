@@ -1,0 +1,143 @@
+"""Image files in and out: RGB uint8 images, 8-bit masks, any extension OpenCV reads.
+
+Reading goes through ``np.fromfile`` + ``cv2.imdecode`` so that paths with non-ASCII characters work
+on every platform. Writing encodes in memory first and writes the whole file at once, so a failure
+never leaves a partial image behind.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from data.errors import FormatError
+
+__all__ = ["IMAGE_EXTENSIONS", "read_image", "read_mask", "write_image", "find_image", "list_images"]
+
+#: extensions (lower case) that loaders accept as images, in the order tried when a name has none
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pbm", ".pnm", ".bmp", ".tif", ".tiff",
+                    ".webp", ".exr", ".jp2")
+
+
+def _decode(path: Path, flags: int) -> np.ndarray:
+    if not path.is_file():
+        raise FormatError(path, "image file is missing")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, flags) if data.size else None
+    if img is None:
+        raise FormatError(path, "cannot decode this file as an image (corrupt, empty, or a format "
+                                "OpenCV does not read)")
+    return img
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return (img >> 8).astype(np.uint8)
+    if np.issubdtype(img.dtype, np.floating):
+        return np.clip(np.nan_to_num(img) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def read_image(path, *, alpha: bool = False):
+    """Read an image file as RGB.
+
+    Args:
+        path: image file (any format OpenCV decodes; 16-bit and float images are scaled to 8 bits).
+        alpha: also return the alpha channel.
+
+    Returns:
+        (H, W, 3) uint8 RGB; with ``alpha=True`` a pair (rgb, alpha) where alpha is (H, W) uint8 or
+        None for an image with no alpha channel. Grey images come back with three equal channels.
+
+    Raises:
+        FormatError: the file is missing or cannot be decoded.
+    """
+    path = Path(path)
+    img = _to_uint8(_decode(path, cv2.IMREAD_UNCHANGED))
+    a = None
+    if img.ndim == 2:
+        rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    elif img.shape[2] == 4:
+        rgb = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+        a = np.ascontiguousarray(img[:, :, 3])
+    elif img.shape[2] == 3:
+        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    elif img.shape[2] == 2:  # grey + alpha
+        rgb = cv2.cvtColor(np.ascontiguousarray(img[:, :, 0]), cv2.COLOR_GRAY2RGB)
+        a = np.ascontiguousarray(img[:, :, 1])
+    else:
+        raise FormatError(path, f"image has {img.shape[2]} channels, expected 1, 3 or 4")
+    return (rgb, a) if alpha else rgb
+
+
+def read_mask(path, *, object_value: int | None = None) -> np.ndarray:
+    """Read an 8-bit mask image as (H, W) bool.
+
+    Args:
+        path: the mask file; colour masks are converted to grey first.
+        object_value: the grey value that marks the object (``0`` for the TUM/Bonn layout, where
+            every other value, anti-aliased edges included, is background); None means "non-zero is
+            the object".
+    """
+    path = Path(path)
+    img = _to_uint8(_decode(path, cv2.IMREAD_UNCHANGED))
+    if img.ndim == 3:
+        img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
+    return img == object_value if object_value is not None else img > 0
+
+
+def write_image(path, image: np.ndarray, *, alpha: np.ndarray | None = None) -> Path:
+    """Write an (H, W, 3) uint8 RGB image, an (H, W) uint8 or bool image, optionally with alpha.
+
+    The extension picks the format (``.png`` recommended: lossless). A bool image is written 0/255.
+    """
+    path = Path(path)
+    img = np.asarray(image)
+    if img.dtype == np.bool_:
+        img = img.astype(np.uint8) * 255
+    if img.dtype != np.uint8:
+        raise TypeError(f"image must be uint8 (or bool), got dtype {img.dtype}")
+    if img.ndim == 3 and img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+        if alpha is not None:
+            img = np.dstack([img, np.asarray(alpha, np.uint8)])
+    elif img.ndim != 2:
+        raise ValueError(f"image must have shape (H, W, 3) or (H, W), got {img.shape}")
+    ok, buf = cv2.imencode(path.suffix or ".png", img)
+    if not ok:
+        raise ValueError(f"path must end in an image extension OpenCV can write, got {path.name!r}")
+    path.write_bytes(buf.tobytes())
+    return path
+
+
+def find_image(folder, stem: str, *, required_for=None):
+    """The image file ``folder/stem.<ext>`` for any extension in :data:`IMAGE_EXTENSIONS`.
+
+    ``stem`` may itself carry an extension (then it is used as is when the file exists). Returns the
+    path, or None when nothing matches and ``required_for`` is None; otherwise raises FormatError
+    naming ``required_for`` (the file that referred to the image, or a (path, line) pair).
+    """
+    folder = Path(folder)
+    direct = folder / stem
+    if direct.suffix.lower() in IMAGE_EXTENSIONS and direct.is_file():
+        return direct
+    for ext in IMAGE_EXTENSIONS:
+        for cand in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
+            if cand.is_file():
+                return cand
+    if required_for is None:
+        return None
+    ref, line = required_for if isinstance(required_for, tuple) else (required_for, None)
+    raise FormatError(ref, f"image {stem!r} is missing from {folder} (tried {', '.join(IMAGE_EXTENSIONS)})",
+                      line)
+
+
+def list_images(folder) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)

@@ -1,0 +1,144 @@
+"""Oxford VGG multi-view sequences (e.g. the dinosaur: ``viff.000.ppm`` ... and ``dino_Ps.mat``).
+
+Layout::
+
+    <anything>.mat     a MATLAB file holding ``P``: a 1xN cell array of 3x4 projection matrices
+                       (an N x 3 x 4 or 3 x 4 x N numeric array is accepted too)
+    viff.000.ppm ...   the images, paired with the matrices in name order
+
+Real folders hold one image more than there are matrices (the last image repeats the first view):
+the first N images in name order are used and a warning says so. Fewer images than matrices is an
+error.
+
+Convention: P maps to pixel coordinates with the top-left pixel centre at (0, 0), as ours. For
+matrices written for MATLAB's 1-based pixels, pass ``pixel_origin=1`` (subtracts 1 from u and v).
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from data.errors import FormatError
+from data.images import list_images, read_image
+from data.multiview import MultiView
+from geometry import Camera
+
+NAME = "oxford"
+DESCRIPTION = "Oxford VGG: a .mat holding P (1xN cell of 3x4 matrices), images in name order"
+
+
+def _mat_files_with_p(path: Path):
+    from scipy.io import whosmat
+
+    found = []
+    for f in sorted(path.glob("*.mat")):
+        try:
+            if any(name == "P" for name, _, _ in whosmat(str(f))):
+                found.append(f)
+        except Exception:  # not a MATLAB file scipy can list (e.g. v7.3 / HDF5): not ours to judge here
+            continue
+    return found
+
+
+def detect(path: Path) -> str | None:
+    if not any(path.glob("*.mat")) or not list_images(path):
+        return None
+    found = _mat_files_with_p(path)
+    return f"{found[0].name} with P" if found else None
+
+
+def read_projections(mat) -> np.ndarray:
+    """The (N, 3, 4) projection matrices in the variable ``P`` of a .mat file."""
+    from scipy.io import loadmat
+
+    mat = Path(mat)
+    try:
+        data = loadmat(str(mat))
+    except NotImplementedError:
+        raise FormatError(mat, "is a MATLAB v7.3 (HDF5) file; save it with -v7 to read it here") from None
+    except Exception as err:
+        raise FormatError(mat, f"cannot be read as a MATLAB file ({err})") from None
+    if "P" not in data:
+        raise FormatError(mat, f"holds no variable P (it holds {sorted(k for k in data if not k.startswith('__'))})")
+    P = data["P"]
+    if P.dtype == object:
+        cells = P.ravel(order="F")
+        if P.ndim != 2 or min(P.shape) != 1:
+            raise FormatError(mat, f"P must be a 1xN cell array, got a {P.shape[0]}x{P.shape[1]} cell array")
+        out = []
+        for i, c in enumerate(cells):
+            c = np.asarray(c)
+            if c.shape != (3, 4) or not np.issubdtype(c.dtype, np.number):
+                raise FormatError(mat, f"P{{{i + 1}}} must be a 3x4 numeric matrix, got shape {c.shape} "
+                                       f"dtype {c.dtype}")
+            out.append(c.astype(np.float64))
+        P = np.stack(out) if out else np.zeros((0, 3, 4))
+    elif P.ndim == 3 and P.shape[1:] == (3, 4):
+        P = P.astype(np.float64)
+    elif P.ndim == 3 and P.shape[:2] == (3, 4):
+        P = np.moveaxis(P, 2, 0).astype(np.float64)
+    elif P.shape == (3, 4):
+        P = P[None].astype(np.float64)
+    else:
+        raise FormatError(mat, f"P must be a 1xN cell array of 3x4 matrices, got an array of shape {P.shape}")
+    if len(P) == 0:
+        raise FormatError(mat, "P holds no matrices")
+    bad = np.flatnonzero(~np.isfinite(P).all(axis=(1, 2)))
+    if bad.size:
+        raise FormatError(mat, f"P{{{bad[0] + 1}}} contains NaN or inf")
+    return P
+
+
+def load(path, *, mat: str | None = None, pixel_origin: int = 0) -> MultiView:
+    """Read an Oxford VGG folder.
+
+    Args:
+        path: the folder (or the .mat file; the images are then read from its folder).
+        mat: the .mat file name when the folder holds several with a ``P``.
+        pixel_origin: 0 if P's top-left pixel centre is (0, 0); 1 for MATLAB-style (1, 1).
+    """
+    path = Path(path)
+    if path.is_file():
+        mat_file, folder = path, path.parent
+    else:
+        folder = path
+        if mat is not None:
+            mat_file = folder / mat
+        else:
+            found = _mat_files_with_p(folder)
+            if not found:
+                raise FormatError(folder, "holds no .mat file with a variable P")
+            if len(found) > 1:
+                raise FormatError(folder, f"holds several .mat files with P ({', '.join(f.name for f in found)}); "
+                                          f"pass mat= to pick one")
+            mat_file = found[0]
+    if pixel_origin not in (0, 1):
+        raise ValueError(f"pixel_origin must be 0 or 1, got {pixel_origin!r}")
+    P = read_projections(mat_file)
+    n = len(P)
+    files = list_images(folder)
+    if len(files) < n:
+        raise FormatError(folder, f"holds {len(files)} images for the {n} matrices in {mat_file.name}; "
+                                  f"every matrix needs its image")
+    if len(files) > n:
+        extra = ", ".join(f.name for f in files[n:][:3]) + (" ..." if len(files) > n + 3 else "")
+        warnings.warn(f"{folder}: {len(files)} images for {n} matrices in {mat_file.name}; pairing the first "
+                      f"{n} in name order and ignoring {extra}", stacklevel=3)
+        files = files[:n]
+    images = [read_image(f) for f in files]
+    h, w = images[0].shape[:2]
+    for f, im in zip(files, images):
+        if im.shape[:2] != (h, w):
+            raise FormatError(f, f"image is {im.shape[1]}x{im.shape[0]}, the first image is {w}x{h}; "
+                                 f"all views must share one size")
+    if pixel_origin:
+        P = np.array([[1.0, 0, -pixel_origin], [0, 1.0, -pixel_origin], [0, 0, 1.0]]) @ P
+    for i in range(n):
+        try:
+            Camera.from_projection(P[i])
+        except ValueError as err:
+            raise FormatError(mat_file, f"P{{{i + 1}}} is not a valid finite camera ({err})") from None
+    cameras = Camera.from_projection(P, w, h)
+    return MultiView(images, cameras, None, None, [f.stem for f in files], format=NAME, path=folder)

@@ -1,0 +1,127 @@
+"""The command line end to end, through subprocesses, headless (no DISPLAY)."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BUNNY = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "bunny"
+ENV = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+
+
+def carve_cli(*args, cwd=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "carve", *map(str, args)], capture_output=True, text=True,
+                          env=ENV, cwd=cwd, timeout=timeout)
+
+
+def png_size(path):
+    import cv2
+
+    image = cv2.imread(str(path))
+    assert image is not None, f"{path} is not a readable image"
+    return image.shape[1], image.shape[0]
+
+
+def test_help_lists_commands_with_examples():
+    result = carve_cli("--help")
+    assert result.returncode == 0
+    for command in ("demo", "reconstruct", "view", "render", "bench"):
+        assert command in result.stdout
+    sub = carve_cli("reconstruct", "--help")
+    assert sub.returncode == 0 and "examples:" in sub.stdout and "--silhouettes" in sub.stdout
+
+
+@pytest.mark.slow
+def test_demo_writes_mesh_grid_snapshot_and_scores(tmp_path):
+    out = tmp_path / "demo"
+    result = carve_cli("demo", "--out", out, "--resolution", 128, "--views", 24)
+    assert result.returncode == 0, result.stderr
+    assert {"demo.ply", "demo.npz", "demo.png"} <= {p.name for p in out.iterdir()}
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    assert png_size(out / "demo.png") == (960, 720)
+    hull_iou = float(re.search(r"hull IoU vs true shape: ([0-9.]+)", result.stdout).group(1))
+    assert hull_iou > 0.6, result.stdout
+    assert "no display" in result.stdout  # it says why no window opened
+
+    import trimesh
+
+    from carve import VoxelGrid
+
+    mesh = trimesh.load(out / "demo.ply")
+    grid = VoxelGrid.load(out / "demo.npz")
+    assert grid.count() > 1000 and mesh.vertices.shape[0] > 1000
+    assert np.all(mesh.bounds[0] >= grid.lo - 1e-6) and np.all(mesh.bounds[1] <= grid.hi + 1e-6)
+
+
+@pytest.mark.slow
+def test_reconstruct_bunny(tmp_path):
+    if not BUNNY.is_dir():
+        pytest.skip(f"real test data not found at {BUNNY}")
+    result = carve_cli("reconstruct", BUNNY, "--out", tmp_path, "--resolution", 96, "--quiet")
+    assert result.returncode == 0, result.stderr
+    import trimesh
+
+    mesh = trimesh.load(tmp_path / "bunny.ply")
+    lo, hi = np.array([-7.5, -10, -7.5]), np.array([7.5, 10, 15])  # the dataset's approximate box
+    assert np.all(mesh.bounds[0] > lo - 1.5) and np.all(mesh.bounds[1] < hi + 1.5)
+    extent = mesh.bounds[1] - mesh.bounds[0]
+    assert np.all(extent > 0.5 * (hi - lo) * [0.8, 0.8, 0.5]), extent
+    box_volume = float(np.prod(hi - lo))
+    assert 0.1 * box_volume < abs(mesh.volume) < 0.6 * box_volume
+    assert (tmp_path / "bunny.npz").exists() and png_size(tmp_path / "bunny.png") == (960, 720)
+
+
+def test_view_writes_a_snapshot_without_display(tmp_path):
+    import trimesh
+
+    path = tmp_path / "sphere.ply"
+    trimesh.creation.icosphere(subdivisions=2).export(path)
+    result = carve_cli("view", path, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "no display" in result.stdout
+    assert png_size(tmp_path / "sphere.png") == (960, 720)
+
+
+def test_render_then_reconstruct_round_trip(tmp_path):
+    out = tmp_path / "torus"
+    result = carve_cli("render", "torus", out, "--views", 12, "--size", "96x72", "--quiet")
+    assert result.returncode == 0, result.stderr
+    import data
+
+    views = data.load(out)
+    assert len(views.cameras) == 12 and views.images[0].shape == (72, 96, 3) and views.silhouettes is not None
+    result = carve_cli("reconstruct", out, "--out", tmp_path / "res", "--resolution", 48, "--mesh",
+                       tmp_path / "torus.obj", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "torus.obj").stat().st_size > 0
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (("reconstruct", "/no/such/dataset"), 2, "no such file or directory: /no/such/dataset"),
+    (("reconstruct", ".", "--format", "ply"), 2, "invalid choice: 'ply'"),
+    (("reconstruct", ".", "--bounds", "1,2,3"), 2, "--bounds must be 'auto' or six numbers"),
+    (("demo", "--resolution", "0"), 2, "--resolution must be a positive integer"),
+    (("view", "/no/such/mesh.ply"), 2, "no such file or directory"),
+    (("render", "teapot", "OUT"), 1, "name must be one of"),
+])
+def test_error_paths_one_line_and_exit_codes(tmp_path, args, code, message):
+    result = carve_cli(*args, cwd=tmp_path)
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreadable_dataset_fails_with_file_and_line(tmp_path):
+    (tmp_path / "calib").mkdir()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "calib" / "0000.txt").write_text("CONTOUR\n1 2 3 4\n5 6 7\n9 10 11 12\n")
+    (tmp_path / "images" / "0000.png").write_bytes(b"not a png")
+    result = carve_cli("reconstruct", tmp_path, "--out", tmp_path / "out")
+    assert result.returncode == 1
+    assert "0000.txt" in result.stderr and "line 3" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    debug = carve_cli("reconstruct", tmp_path, "--out", tmp_path / "out", "--debug")
+    assert "Traceback" in debug.stderr
