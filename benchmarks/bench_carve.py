@@ -1,7 +1,7 @@
 """Visual-hull carving of the bunny (36 views, 1024x768): ours against Open3D and a naive numpy carve,
 all in one run.
 
-    python benchmarks/bench_carve.py [--repeats 5] [--quick] [--baseline-repeats 1]
+    python benchmarks/bench_carve.py [--repeats 5] [--quick] [--baseline-repeats 1] [--threads N]
 
 Rows: ours (Numba octree, the default; Numba dense; torch octree on the CPU, and on CUDA when there
 is a GPU) at N = 128, 256, 512, 1024 voxels along the longest side of the README's box, and at 128
@@ -105,6 +105,18 @@ def open3d_occupancy(grid, N):
     return occ
 
 
+def peak_rss():
+    """Peak resident memory of this process in bytes (VmHWM: unlike ru_maxrss it restarts at exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def memory_probe():
     """Print the peak memory of one N=1024 Numba carve in this (fresh) process."""
     import carve
@@ -113,14 +125,14 @@ def memory_probe():
     cams, sil = load_bunny()
     carving_numba.warm_up()
     carve.carve(sil, cams, 64, BOX)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = peak_rss()
     tracemalloc.start()
     start = time.perf_counter()
     grid = carve.carve(sil, cams, 1024, BOX)
     elapsed = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    after = peak_rss()
     print(f"N=1024 memory: {peak / 2**30:.2f} GiB allocated at the peak of the call (tracemalloc; occupancy "
           f"{grid.occupancy.nbytes / 2**30:.2f} GiB of it), process max RSS {after / 2**30:.2f} GiB "
           f"({before / 2**30:.2f} GiB before the call: interpreter, libraries, the 36 masks); "
@@ -150,8 +162,9 @@ def main(argv=None):
     parser.add_argument("--baseline-repeats", type=int, default=1,
                         help="timed repeats of Open3D and the naive carve (seconds each at N=256)")
     parser.add_argument("--quick", action="store_true", help="skip N=1024, Open3D, the naive carve and slow rows")
-    parser.add_argument("--torch-threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's own, usually one per core)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for Numba and torch (default: their own, one per core); 1 gives steadier "
+                             "figures on a machine shared with other work")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.repeats <= 0 or args.baseline_repeats <= 0:
@@ -169,8 +182,9 @@ def main(argv=None):
     import carve
     from carve import carving_numba
 
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
+    if args.threads:
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+        torch.set_num_threads(args.threads)
     cams, sil = load_bunny()
     carving_numba.warm_up()
     resolutions = [128, 256, 512] if args.quick else [128, 256, 512, 1024]

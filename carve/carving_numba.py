@@ -25,8 +25,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-#: depths at or below this are at or behind the camera (the same as geometry.project's default eps)
-EPS_DEPTH = 1e-9
+import geometry.parallel  # noqa: F401  (threading layer, before any parallel launch)
+from geometry.projection import DEFAULT_EPS as EPS_DEPTH  # at or behind the camera, as in geometry.project
 # classification of a box of voxels by one view
 REJECT, ACCEPT, MIXED = 0, 1, 2
 # relative error allowance of the float64 projection (a few ulp would do; 1e-13 is 450 ulp)

@@ -9,7 +9,9 @@ ties included, identically. Work is chunked so memory stays bounded whatever the
 The octree runs level by level over (block, undecided view) pairs: each level classifies every pair
 from the summed-area tables (or depth pyramids), drops empty blocks, marks full ones in a per-level
 block grid, and splits the rest; the leaf level tests the centres of the remaining blocks against
-their undecided views only.
+their undecided views only. Everything is tensor code on the tables' device, except one thing: on a
+CPU the summed-area tables are built by the Numba kernel (``torch.cumsum`` is about 50x slower there);
+on CUDA they come from ``torch.cumsum``.
 """
 from __future__ import annotations
 
@@ -52,26 +54,29 @@ class Tables:
             self.plevels = len(poff)
 
     @classmethod
-    def from_silhouettes(cls, sil_u8, check_values=True):
+    def from_silhouettes(cls, sil_u8, check_values=True, via_numba=None):
         """Tables of (B, H, W) uint8 masks (non-zero = object) on their device.
 
         On a CPU the summed-area tables come from the Numba kernel (one pass, about 50x faster than
         ``torch.cumsum`` there, and sharing memory with the tensor); on other devices from
         ``torch.cumsum``. Returns the tables, the object-pixel counts (B,) and the values seen (B, 3)
         [a 1, a 255, another non-zero value] as numpy arrays, for the engine's validation; with
-        ``check_values=False`` (bool input) the values are not looked at.
+        ``check_values=False`` (bool input) the values are not looked at. ``via_numba`` forces one way
+        or the other (None: by device).
         """
         B, H, W = sil_u8.shape
         device = sil_u8.device
-        if device.type == "cpu":
+        if via_numba is None:
+            via_numba = device.type == "cpu"
+        if via_numba:
             from carve.carving_numba import Tables as NumbaTables
 
-            numba_tables, counts, values = NumbaTables.from_silhouettes(sil_u8.contiguous().numpy())
-            sat = torch.from_numpy(numba_tables.sat)
+            numba_tables, counts, values = NumbaTables.from_silhouettes(sil_u8.contiguous().cpu().numpy())
+            sat = torch.from_numpy(numba_tables.sat).to(device)
         else:
             obj = (sil_u8 != 0).to(torch.int32)
             sat = torch.zeros(B, H + 1, W + 1, dtype=torch.int32, device=device)
-            sat[:, 1:, 1:] = obj.cumsum(2).cumsum(1)
+            sat[:, 1:, 1:] = obj.cumsum(2, dtype=torch.int32).cumsum(1, dtype=torch.int32)
             counts = sat[:, H, W].cpu().numpy().astype("int64")
             if check_values:
                 values = torch.stack([(sil_u8 == 1).flatten(1).any(1), (sil_u8 == 255).flatten(1).any(1),

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 EXAMPLES = {
-    "demo": "examples:\n  carve demo\n  carve demo --out /tmp/demo --object pretzel --no-view",
+    "demo": "examples:\n  carve demo\n  carve demo --out /tmp/demo --object mug --no-view",
     "reconstruct": ("examples:\n  carve reconstruct ../shared/datasets/bunny\n"
                     "  carve reconstruct scans/temple --format middlebury --silhouettes threshold "
                     "--resolution 512 --mesh temple.glb\n"
@@ -245,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("demo", "render a built-in object from 36 views, estimate silhouettes, carve, mesh, snapshot",
                 cmd_demo)
     p.add_argument("--out", default="carve-out", help="output directory (default: ./carve-out)")
-    p.add_argument("--object", default="mug", help="built-in object (default: mug; one of sphere, box, torus, mug, table, pretzel, urchin)")
+    p.add_argument("--object", default="pretzel",
+                   help="built-in object: sphere, box, torus, mug, table, pretzel (default), urchin")
     p.add_argument("--views", type=int, default=36, help="number of views (default: 36)")
     p.add_argument("--resolution", type=int, default=256, help="voxels along the longest side (default: 256)")
     p.add_argument("--size", default="320x240", help="rendered image size WxH (default: 320x240)")

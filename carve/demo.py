@@ -24,7 +24,7 @@ def true_occupancy(mesh, grid) -> np.ndarray:
     return inside.reshape(grid.shape)
 
 
-def run_demo(out: Path, object_name: str = "mug", views: int = 36, resolution: int = 256,
+def run_demo(out: Path, object_name: str = "pretzel", views: int = 36, resolution: int = 256,
              size=(320, 240), quiet: bool = False, view: bool = False) -> dict:
     """Run the demo and write ``demo.ply``, ``demo.npz`` and ``demo.png`` to ``out``.
 
@@ -41,9 +41,8 @@ def run_demo(out: Path, object_name: str = "mug", views: int = 36, resolution: i
     width, height = size
     with stages("render"):
         mesh = data.objects.get(object_name)
-        cameras = data.hemisphere(views, radius=3.6, min_elevation=10, max_elevation=70, fov=40,
-                                  width=width, height=height)
-        images, _, true_masks = data.render(mesh, cameras, background="noise", background_color=(90, 110, 140))
+        rendered = data.synthetic(mesh, views=views, size=(width, height))
+        images, cameras, true_masks = rendered.images, rendered.cameras, rendered.silhouettes
     with stages("silhouettes"):
         masks = silhouettes(images, method="auto")
     mask_score = float(np.mean([mask_iou(m, t) for m, t in zip(masks, true_masks)]))

@@ -284,6 +284,7 @@ def predict(images, model=None, *, batch_size=8, device=None, progress=None):
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if device is None:
         device = next(net.parameters()).device
+    was_training = net.training
     net = net.to(device).eval()
     chunks = range(0, len(xs), batch_size)
     if progress is None:
@@ -293,9 +294,12 @@ def predict(images, model=None, *, batch_size=8, device=None, progress=None):
         from tqdm.auto import tqdm
         chunks = tqdm(chunks, desc="depth", leave=False)
     outs = []
-    with torch.inference_mode():
-        for k in chunks:
-            outs.extend(o.float().cpu() for o in _run_padded(net, xs[k:k + batch_size], device))
+    try:
+        with torch.inference_mode():
+            for k in chunks:
+                outs.extend(o.float().cpu() for o in _run_padded(net, xs[k:k + batch_size], device))
+    finally:
+        net.train(was_training)
 
     def back(t, as_torch, like):
         if as_torch:

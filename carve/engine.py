@@ -27,6 +27,8 @@ from geometry.arrays import describe, is_tensor, shape_text
 
 from carve.grid import VoxelGrid
 
+__all__ = ["carve", "carve_depth", "border_views", "memory_estimate", "EmptyHullWarning"]
+
 #: resolutions above this are refused outright (2**15 voxels a side is 35 TB of occupancy)
 MAX_RESOLUTION = 1 << 15
 #: cells along the longest side of the coarse passes of ``bounds="auto"``

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["VoxelGrid"]
+
 _FORMAT = "carve3d.VoxelGrid/1"
 
 

@@ -419,11 +419,13 @@ def predict_silhouettes(images, model=None, *, max_side=256, threshold=0.5, retu
     if model is None or isinstance(model, (str, Path)):
         net = _inference_model(_model_file(model), Path(_model_file(model)).stat().st_mtime_ns)
     elif isinstance(model, SilhouetteModel):
-        net = model.eval()
+        net = model
     else:
         raise TypeError(f"model must be None (the shipped model), a path or a SilhouetteModel, got {type(model).__name__}")
     if max_side is not None and (not isinstance(max_side, int) or max_side < 8):
         raise ValueError(f"max_side must be None or an int >= 8, got {max_side!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
     small = []
@@ -444,10 +446,15 @@ def predict_silhouettes(images, model=None, *, max_side=256, threshold=0.5, retu
         from tqdm.auto import tqdm
         chunks = tqdm(chunks, desc="silhouettes", leave=False)
     probs = []
-    with torch.inference_mode():
-        for k in chunks:
-            for o in _run_padded(net, small[k:k + batch_size], device):
-                probs.append(torch.sigmoid(o.float()).cpu().numpy())
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.inference_mode():
+            for k in chunks:
+                for o in _run_padded(net, small[k:k + batch_size], device):
+                    probs.append(torch.sigmoid(o.float()).cpu().numpy())
+    finally:
+        net.train(was_training)
     masks, full = [], []
     for im, p in zip(items, probs):
         h, w = im.shape[:2]

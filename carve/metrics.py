@@ -1,8 +1,9 @@
 """Quality measures for reconstruction inputs and outputs.
 
-Masks: :func:`mask_iou` and :func:`mask_precision_recall` compare boolean masks of the same shape,
-one image (H, W), a batch (B, H, W), or a list of (H, W) masks; they serve silhouettes and voxel
-occupancies alike (any number of dimensions, as long as both sides match).
+Masks: :func:`mask_iou` and :func:`mask_precision_recall` compare boolean masks of the same shape:
+one array of any number of dimensions (an (H, W) silhouette, an (nx, ny, nz) voxel occupancy, or a
+(B, H, W) stack, all pooled as one mask), or lists of masks compared pair by pair and then averaged
+(``reduce="mean"``), returned per pair (``"none"``) or pooled (``"total"``).
 
 Convention: a mask is a boolean array. A uint8 mask holding 0/255 or 0/1 is refused with a message
 that says how to convert it (``mask > 0`` or ``mask == 0`` for "0 is the object" files), because
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["mask_iou", "mask_precision_recall"]
+from carve.depth_metrics import DEPTH_METRICS, depth_metrics
+
+__all__ = ["mask_iou", "mask_precision_recall", "depth_metrics", "DEPTH_METRICS"]
 
 
 def _as_masks(name, masks):
@@ -53,9 +56,10 @@ def mask_iou(pred, truth, *, reduce="mean"):
     """Intersection over union of boolean masks.
 
     Args:
-        pred: (H, W), (B, H, W) or a list of (H, W) bool masks; any matching shape works (voxel grids).
+        pred: one bool array (any shape: (H, W), (nx, ny, nz), a (B, H, W) stack pooled as one
+            mask), or a list of B bool masks (shapes may differ between pairs).
         truth: the same layout and shapes as ``pred``.
-        reduce: for a list, "mean" returns the mean of per-mask IoUs, "none" the (B,) array of them,
+        reduce: for lists, "mean" returns the mean of per-mask IoUs, "none" the (B,) array of them,
             "total" the IoU of all pixels pooled. A single array is one mask (reduce is ignored).
 
     Returns:

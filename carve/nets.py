@@ -243,7 +243,7 @@ class UNet(nn.Module):
             grids.append(torch.stack([gx[None, :].expand(gh, gw), gy[:, None].expand(gh, gw)], -1))
         return F.grid_sample(ctx, torch.stack(grids), mode="bilinear", padding_mode="border", align_corners=False)
 
-    def forward(self, x, mask=None):
+    def _check(self, x, mask):
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x must be a (B, {self.in_channels}, H, W) tensor, got {got}")
@@ -251,19 +251,19 @@ class UNet(nn.Module):
         if mask is not None and (not isinstance(mask, torch.Tensor) or mask.shape != (b, h, w)):
             got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
             raise ValueError(f"mask must be a (B, H, W) = {(b, h, w)} bool tensor, got {got}")
+        if mask is None:
+            return [(h, w)] * b
+        return [(int(mk.any(1).sum()), int(mk.any(0).sum())) for mk in mask]
+
+    def _encode(self, x, extents):
+        """Pad to a multiple, append coordinates, run the down path -> list of features per level."""
+        b, _, h, w = x.shape
         m = self.multiple
         ph, pw = -(-h // m) * m, -(-w // m) * m
-        if mask is None:
-            extents = [(h, w)] * b
-        else:
-            extents = [(int(mk.any(1).sum()), int(mk.any(0).sum())) for mk in mask]
-        thumbs = self._thumbnails(x, extents) if self.context is not None else None
         if (ph, pw) != (h, w):
             x = F.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
-            if mask is not None:
-                mask = F.pad(mask, (0, pw - w, 0, ph - h), value=False)
         if self.coord_channels:
-            if mask is None:
+            if all(e == (h, w) for e in extents):
                 coords = coordinate_channels(h, w, ph, pw, device=x.device, dtype=x.dtype).expand(b, -1, -1, -1)
             else:
                 coords = torch.stack([coordinate_channels(eh, ew, ph, pw, device=x.device, dtype=x.dtype)
@@ -275,6 +275,22 @@ class UNet(nn.Module):
                 x = F.max_pool2d(x, 2)
             x = block(x)
             skips.append(x)
+        return skips
+
+    def encoder_features(self, x):
+        """The deepest encoder features (B, widths[-1], H / 2^k, W / 2^k) of ``x`` (B, C, H, W).
+
+        The encoder alone, without the context branch or decoder (used for self-supervised
+        pretraining of the encoder).
+        """
+        return self._encode(x, self._check(x, None))[-1]
+
+    def forward(self, x, mask=None):
+        extents = self._check(x, mask)
+        h, w = x.shape[-2:]
+        thumbs = self._thumbnails(x, extents) if self.context is not None else None
+        skips = self._encode(x, extents)
+        x = skips[-1]
         if self.context is not None:
             x = x + self._sample_context(self.context(thumbs), extents, x.shape[-2:])
         for block, skip in zip(self.up, reversed(skips[:-1])):

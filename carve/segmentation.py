@@ -12,6 +12,7 @@ One entry point, :func:`silhouettes`, with a few classical methods behind it:
   chromaticity only, which ignores shading and shadows cast on a neutral background.
 - ``"grabcut"``: OpenCV's GrabCut, initialised from another method's mask (``init``) in a band around
   its boundary, so it only moves the boundary, never invents a new object.
+- ``"learned"``: the UNet of :mod:`carve.learned_silhouettes`, trained on procedural scenes only.
 - ``"auto"``: looks at the whole image set and picks, with no per-dataset tuning: chromaticity
   alone or full CIELAB distance from the border model (:func:`auto_choice` says which and why); a
   first pass at low resolution learns the objects' colours over all views, so that in views where
@@ -48,7 +49,7 @@ __all__ = ["silhouettes", "auto_choice", "METHODS"]
 
 log = logging.getLogger(__name__)
 
-METHODS = ("auto", "threshold", "otsu", "color", "grabcut")
+METHODS = ("auto", "threshold", "otsu", "color", "grabcut", "learned")
 
 _CLEAN_KEYS = ("clean", "open_radius", "keep_fraction", "max_hole")
 _PARAMS = {
@@ -57,6 +58,7 @@ _PARAMS = {
     "color": {"lightness_weight", "clusters", "border", "min_share", "threshold", *_CLEAN_KEYS},
     "grabcut": {"init", "iterations", "band", "edge_threshold", *_CLEAN_KEYS},
     "auto": {"min_chroma", "min_chroma_share", "refine", "iterations", "band", "edge_threshold", *_CLEAN_KEYS},
+    "learned": {"model", "max_side", "threshold", "batch_size"},
 }
 
 
@@ -275,8 +277,9 @@ def _border_model(labw, clusters=4, border=0.03, min_share=0.05, object_centres=
     """Background colour clusters (k, 3) from the image frame, in the same weighted CIELAB as labw.
 
     With ``object_centres`` (colours known to belong to the objects), frame pixels nearer to an
-    object colour than to the frame's dominant clusters (``min_share`` or more) are left out first, so an object that leaves the
-    frame does not become background, and the remaining clusters are kept down to a 1% share.
+    object colour than to the frame's dominant clusters (``min_share`` or more) are left out first,
+    so an object that leaves the frame does not become background; the clusters of the rest are
+    kept down to a 1% share (a small patch of true background at the frame stays background).
     """
     if int(clusters) < 1:
         raise ValueError(f"clusters must be a positive integer, got {clusters}")
@@ -385,7 +388,7 @@ def _grabcut(image, mask, iterations=5, band=None, edge_threshold=10.0, **params
 # auto
 
 
-def auto_choice(images, *, min_chroma=6.0, min_chroma_share=0.25, eta_margin=0.03, max_side=400):
+def auto_choice(images, *, min_chroma=4.0, min_chroma_share=0.25, eta_margin=0.03, max_side=400):
     """What ``method="auto"`` picks for these images, and why.
 
     Two candidate features are measured on every image (downsampled to ``max_side`` px): the full
@@ -401,8 +404,8 @@ def auto_choice(images, *, min_chroma=6.0, min_chroma_share=0.25, eta_margin=0.0
       explains the object, not just a coloured detail of a neutral one);
 
     otherwise the full CIELAB distance is used. A bright neutral turntable under a coloured object
-    (the TUM bunny) takes the first branch; a white mug with a blue handle on black, or objects on a
-    coloured, textured background, the second.
+    (the TUM bunny) or a neutral object on a coloured backdrop takes the first branch; a white mug
+    with a blue handle on black, or a grey object on black, the second.
 
     Args:
         images: list of (H, W, 3) uint8 RGB, or (B, H, W, 3).
@@ -440,7 +443,8 @@ def silhouettes(images, method="auto", *, progress=None, **params):
 
     Args:
         images: list of (H, W, 3) uint8 RGB images (sizes may differ), or a (B, H, W, 3) array.
-        method: "auto", "threshold", "otsu", "color" or "grabcut" (see the module docstring).
+        method: "auto", "threshold", "otsu", "color", "grabcut" (see the module docstring), or
+            "learned" (the UNet of :mod:`carve.learned_silhouettes`).
         progress: show a tqdm bar (default: when there are more than 4 images and stderr is a tty).
         **params: the chosen method's parameters:
             threshold: level=0.19, dilate=10, erode=7.
@@ -450,8 +454,12 @@ def silhouettes(images, method="auto", *, progress=None, **params):
             grabcut: init="auto" (a method name, or a list of (H, W) bool masks), iterations=5,
                 band=None (px; default 1% of the diagonal), edge_threshold=10.0 (log-likelihood
                 ratio object:background an edge pixel's colour needs to stay object; None = off).
-            auto: min_chroma=6.0, min_chroma_share=0.25 (see :func:`auto_choice`), refine=True (GrabCut), iterations=5, band=None, edge_threshold=10.0.
-            all: clean (see module docstring), open_radius=None, keep_fraction=0.2, max_hole=0.02.
+            auto: min_chroma=4.0, min_chroma_share=0.25 (see :func:`auto_choice`), refine=True
+                (GrabCut), iterations=5, band=None, edge_threshold=10.0.
+            learned: model=None, max_side=256, threshold=0.5, batch_size=8 (see
+                :func:`carve.learned_silhouettes.predict_silhouettes`).
+            all but learned: clean (see module docstring), open_radius=None, keep_fraction=0.2,
+                max_hole=0.02.
 
     Returns:
         list of B (H, W) bool masks, True on the object.
@@ -471,6 +479,10 @@ def silhouettes(images, method="auto", *, progress=None, **params):
         return [_otsu_mask(im, **params) for im in run(items, len(items), "otsu", progress)]
     if method == "color":
         return [_color(im, **params) for im in run(items, len(items), "color", progress)]
+    if method == "learned":  # the UNet of carve.learned_silhouettes (needs torch and a model file)
+        from carve.learned_silhouettes import predict_silhouettes
+
+        return predict_silhouettes(items, progress=progress, **params)
 
     clean_params = {k: params[k] for k in _CLEAN_KEYS if k in params}
     if method == "grabcut":
@@ -479,7 +491,7 @@ def silhouettes(images, method="auto", *, progress=None, **params):
             if init not in METHODS or init == "grabcut":
                 raise ValueError(f"init must be a method name other than 'grabcut' or a list of masks, "
                                  f"got {init!r}")
-            init_params = dict(clean_params)
+            init_params = dict(clean_params) if init != "learned" else {}
             if init == "auto":
                 init_params["refine"] = False
             masks = silhouettes(items, init, progress=progress, **init_params)
@@ -490,7 +502,7 @@ def silhouettes(images, method="auto", *, progress=None, **params):
                 for im, m in run(zip(items, masks), len(items), "grabcut", progress)]
 
     # auto
-    choice = auto_choice(items, min_chroma=params.get("min_chroma", 6.0),
+    choice = auto_choice(items, min_chroma=params.get("min_chroma", 4.0),
                          min_chroma_share=params.get("min_chroma_share", 0.25))
     log.info("silhouettes(method='auto'): chroma contrast %.1f, eta %.3f vs %.3f, share %.2f -> color(%s)",
              choice["chroma_contrast"], choice["eta_chroma"], choice["eta_full"], choice["chroma_share"],

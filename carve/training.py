@@ -27,7 +27,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +100,6 @@ class TrainConfig:
     pretrain_epochs: int = 10
     seed: int = 0
     threads: int = 0
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.widths = tuple(int(w) for w in self.widths)
@@ -109,7 +108,7 @@ class TrainConfig:
         for name in ("size", "train", "val", "epochs", "batch_size"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < (0 if name == "val" else 1):
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+                raise ValueError(f"{name} must be a {'non-negative' if name == 'val' else 'positive'} int, got {v!r}")
         if not 0 < self.label_fraction <= 1:
             raise ValueError(f"label_fraction must be in (0, 1], got {self.label_fraction!r}")
         if self.pretrain not in (None, "rotation"):
@@ -250,6 +249,9 @@ def render_split(split, count, size, *, progress=True, cache_dir=None):
         return res
 
     rank, world = _rank(), _world()
+    t0 = time.perf_counter()
+    if progress:
+        _log(f"[data] rendering {count} {split} scenes at {size}x{size} over {world} process(es)")
     images = torch.zeros((count, size, size, 3), dtype=torch.uint8)
     depth = torch.zeros((count, size, size), dtype=torch.float32)
     mask = torch.zeros((count, size, size), dtype=torch.uint8)
@@ -258,21 +260,22 @@ def render_split(split, count, size, *, progress=True, cache_dir=None):
     it = mine
     if progress and rank == 0:
         from tqdm.auto import tqdm
-        it = tqdm(mine, desc=f"render {split}", leave=False, disable=None)
+        it = tqdm(mine, desc=f"render {split}", leave=False, disable=None)  # auto: off when not a tty
     for i in it:
         s = scenes.sample(int(seeds[i]), size=(size, size))
         images[i] = torch.from_numpy(np.ascontiguousarray(s["image"]))
         d = np.asarray(s["depth"], dtype=np.float32)
         depth[i] = torch.from_numpy(np.where(np.isfinite(d) & (d > 0), d, 0).astype(np.float32))
         mask[i] = torch.from_numpy(np.asarray(s["mask"], dtype=np.uint8))
-    if world > 1:
+    if world > 1:  # every scene was rendered by one rank, zeros elsewhere: a sum gathers them
         for t in (images, depth, mask):
-            if t.dtype == torch.uint8:
-                wide = t.to(torch.int32)
+            for k in range(0, count, 256):  # in chunks, to bound the int32 copies of uint8 data
+                part = t[k:k + 256]
+                wide = part.to(torch.int32) if t.dtype == torch.uint8 else part.clone()
                 _all_sum(wide)
-                t.copy_(wide.to(torch.uint8))
-            else:
-                _all_sum(t)
+                part.copy_(wide.to(t.dtype))
+    if progress:
+        _log(f"[data] {split}: {count} scenes in {time.perf_counter() - t0:.0f} s")
     return RenderedScenes(images, depth, mask.bool(), seeds)
 
 
@@ -349,17 +352,7 @@ class ImageModel(nn.Module):
 
     def encoder_features(self, images):
         """Deepest encoder features (B, C, h, w) of the standardised images (for pretraining)."""
-        u = self.unet
-        x = (images - self.image_mean) / self.image_std
-        b, _, h, w = x.shape
-        if u.coord_channels:
-            from carve.nets import coordinate_channels
-            x = torch.cat([x, coordinate_channels(h, w, device=x.device, dtype=x.dtype).expand(b, -1, -1, -1)], 1)
-        for i, block in enumerate(u.down):
-            if i:
-                x = F.max_pool2d(x, 2)
-            x = block(x)
-        return x
+        return self.unet.encoder_features((images - self.image_mean) / self.image_std)
 
 
 def _task(name):
@@ -491,29 +484,36 @@ def _param_groups(model, weight_decay):
 
 
 def plot_history(history, path, title=""):
-    """Save loss and metric curves (one panel each) of a run's history as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Save the loss curves and each validation metric's curve, per epoch, as one PNG.
+
+    Uses matplotlib's Agg canvas directly (no pyplot), so it never changes an interactive backend.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     if not history:
         return
     epochs = [h["epoch"] for h in history]
-    loss_keys = [k for k in history[-1] if k.endswith("loss")]
-    metric_keys = [k for k in history[-1] if k.startswith("val_") and not k.endswith("loss")]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    loss_keys = [k for k in history[-1] if k.startswith("train_")]
+    metric_keys = [k for k in history[-1] if k.startswith("val_")]
+    n = 1 + len(metric_keys)
+    fig = Figure(figsize=(4 * n, 3.4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, n, squeeze=False)[0]
     for k in loss_keys:
-        axes[0].plot(epochs, [h.get(k, np.nan) for h in history], marker=".", label=k)
-    axes[0].set_xlabel("epoch"); axes[0].set_ylabel("loss"); axes[0].legend(); axes[0].grid(alpha=0.3)
-    axes[0].set_title(f"{title} loss".strip())
-    for k in metric_keys:
-        axes[1].plot(epochs, [h.get(k, np.nan) for h in history], marker=".", label=k)
-    axes[1].set_xlabel("epoch"); axes[1].set_ylabel("validation metric"); axes[1].legend(); axes[1].grid(alpha=0.3)
-    axes[1].set_title(f"{title} validation".strip())
+        axes[0].plot(epochs, [h.get(k, np.nan) for h in history], marker=".", label=k[6:])
+    axes[0].set_yscale("log")
+    axes[0].set_title(f"{title} training loss".strip())
+    axes[0].legend(fontsize=8)
+    for ax, k in zip(axes[1:], metric_keys):
+        ax.plot(epochs, [h.get(k, np.nan) for h in history], marker=".", color="C3")
+        ax.set_title(f"validation {k[4:]}")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     tmp = Path(str(path) + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    fig.savefig(tmp, dpi=90)
     os.replace(tmp, path)
 
 
@@ -557,7 +557,7 @@ def _evaluate(model, task, scenes, cfg, device):
 
 
 def _train_epochs(model, ddp_model, opt, sched, ds, loader, sampler, epochs, start, step_fn, cfg, device,
-                  history, on_epoch, desc, end=None):
+                  history, on_epoch, desc, end=None, progress=True):
     rank = _rank()
     for epoch in range(start, epochs if end is None else end):
         sampler.set_epoch(epoch)
@@ -569,7 +569,8 @@ def _train_epochs(model, ddp_model, opt, sched, ds, loader, sampler, epochs, sta
         it = loader
         if rank == 0:
             from tqdm.auto import tqdm
-            it = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{epochs}", leave=False, disable=None)
+            it = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{epochs}", leave=False,
+                      disable=None if progress else True)
         for k, batch in enumerate(it):
             batch = {n: v.to(device, non_blocking=True) for n, v in batch.items()}
             if cfg.scale_min < 1:
@@ -619,7 +620,7 @@ def _rescale_batch(batch, cfg, g):
     return out
 
 
-def pretrain_rotation(model, scenes, cfg, device, epochs=None):
+def pretrain_rotation(model, scenes, cfg, device, epochs=None, progress=True):
     """Self-supervised pretraining of ``model``'s encoder: classify 0/90/180/270-degree rotations.
 
     Uses only the images of ``scenes`` (no labels). The rotation head (global average pool + linear)
@@ -678,7 +679,7 @@ def pretrain_rotation(model, scenes, cfg, device, epochs=None):
 
     history = []
     for _ in _train_epochs(net, ddp, opt, sched, ds, loader, sampler, epochs, 0, step, cfg, device,
-                           history, on_epoch, "pretrain"):
+                           history, on_epoch, "pretrain", progress=progress):
         pass
     return history
 
@@ -771,7 +772,7 @@ def _fit(cfg, resume, progress, scenes, device, cache_dir, stop_after):
         prior_seconds = float(ck["metadata"].get("train_seconds", 0.0))
     elif cfg.pretrain == "rotation":
         _log(f"[pretrain] rotation prediction on {len(scenes['train'])} unlabeled renders")
-        pre_history = pretrain_rotation(model, scenes["train"], cfg, device)
+        pre_history = pretrain_rotation(model, scenes["train"], cfg, device, progress=progress)
         _seed_all(cfg.seed + 1)
 
     ds = _Samples(labeled, task.train_sample, cfg.seed, 1)
@@ -803,7 +804,7 @@ def _fit(cfg, resume, progress, scenes, device, cache_dir, stop_after):
 
     end = cfg.epochs if stop_after is None else min(cfg.epochs, start + int(stop_after))
     for epoch, record in _train_epochs(model, ddp, opt, sched, ds, loader, sampler, cfg.epochs, start, step,
-                                       cfg, device, history, on_epoch, cfg.task, end):
+                                       cfg, device, history, on_epoch, cfg.task, end, progress):
         is_best = task.primary in record and (best is None or task.better(record[task.primary], best[task.primary]))
         if is_best:
             best = record

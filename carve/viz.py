@@ -12,31 +12,37 @@ clouds, Open3D geometries, ``(N, 3)`` arrays of points, ``(points, colors)`` pai
   :func:`render` returns the picture as an array instead.
 - :func:`camera_frustums` draws a batch of cameras as pyramids (an Open3D ``LineSet``).
 
-Headless rendering (measured with Open3D 0.20.0 and Mesa 22.3.6 on Debian 12, no GPU)
------------------------------------------------------------------------------------------
+Headless rendering (measured with Open3D 0.20.0 and Mesa 22.3.6 on Debian 12, 2 cores, no GPU)
+-----------------------------------------------------------------------------------------------
 - Open3D 0.20 runs Filament on Vulkan when there is no display; without a GPU that is Mesa's
   software driver (lavapipe, on llvmpipe). Debian packages: ``libvulkan1 mesa-vulkan-drivers``
-  (and ``libusb-1.0-0`` to import open3d at all). No environment variable is needed or set:
-  ``EGL_PLATFORM=surfaceless`` and ``OPEN3D_CPU_RENDERING=true`` (the EGL recipes in Open3D's
+  (and ``libusb-1.0-0`` to import open3d at all). No environment variable is needed, and none is
+  set: ``EGL_PLATFORM=surfaceless`` and ``OPEN3D_CPU_RENDERING=true`` (the EGL recipes of Open3D's
   "CPU rendering" page for older releases) change nothing in 0.20, which picks Vulkan by itself.
 - Where no Vulkan driver is installed, creating an ``OffscreenRenderer`` aborts the whole
-  interpreter (a Filament C++ panic, SIGABRT), which no ``try`` can catch. So :func:`check_headless`
-  first renders a 16 x 16 picture in a child process (about 2 s, once per process) and turns a
-  failure there into a ``RuntimeError`` saying what to install.
+  interpreter (a Filament C++ panic, SIGABRT) that no ``try`` can catch. So :func:`check_headless`
+  first renders a 16 x 16 picture in a child process (about 1 s, once per process) and turns a
+  failure there into a ``RuntimeError`` that says what to install.
 - One renderer at a time: a second live ``OffscreenRenderer`` is very slow and deleting the pair
-  aborts the interpreter. Renderers here are made under a lock, their scene is cleared before they
-  are dropped, and all frames of one call (turntable, bands) share one renderer.
-- Cost on llvmpipe: about 1-2 s per frame whatever its size (shader compilation), and about 7 times
-  more for viewports taller than about 600 pixels (960 x 720 costs 14 s of CPU, 960 x 600 costs 2 s).
-  Frames are therefore rendered in horizontal bands at most 512 pixels tall and stitched: each band is
-  the same camera with its principal point shifted, and no screen-space effect is enabled, so the
-  stitched picture equals a single render. A 960 x 720 snapshot takes about 3-5 s on 2 cores.
-- Post-processing (tone mapping, FXAA), MSAA and shadows are off: the background comes out exactly
-  as set and the frame costs less.
+  aborts the interpreter. Renderers are made under a lock, their scene is cleared before they are
+  dropped, and all frames of one call (a turntable) share one renderer.
+- Filament's own lit material is slow in software: the first frame of a renderer with
+  ``defaultLit`` (or ``defaultUnlit``) takes seconds of CPU (7-9 s for a 960 x 720 view of a mesh;
+  later frames of the same renderer are fast, so this is per-renderer shader work), while Open3D's
+  small materials (``normals``, ``unlitPolygonOffset``, ``unlitSolidColor``, ``unlitLine``) cost
+  about 0.1 s. So a frame is two cheap passes, colours (unlit, per vertex) then world normals, and
+  the lighting (hemisphere ambient, a key and a fill light over the viewer's shoulder, a little
+  specular) is done in numpy by :func:`_shade`; points and lines are not shaded. A 960 x 720
+  snapshot of a mesh takes about 0.3-1 s including the renderer's start.
+- Screen-space ambient occlusion (on by default), post-processing (tone mapping, FXAA), MSAA and
+  shadows are off: frames are deterministic and do not depend on the viewport size.
+- Filament reads background and ``unlitSolidColor`` colours as sRGB and writes linear values, while
+  vertex colours pass unchanged; :func:`_srgb` pre-encodes the former so every colour comes out as
+  given.
 - Open3D builds its projection with the image corner at 0 (pixel centres at +0.5), while ours puts
   the top-left pixel centre at (0, 0): the principal point is shifted by +0.5 before rendering, so a
   point lands on the pixel :func:`geometry.project` names (tested to a tenth of a pixel).
-- Filament prints start-up lines on stdout; they are sent to /dev/null while a renderer is created.
+- Filament prints start-up lines on stdout; they go to /dev/null while a renderer is created.
 """
 from __future__ import annotations
 
@@ -44,6 +50,7 @@ import contextlib
 import gc
 import math
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -57,7 +64,7 @@ from geometry.arrays import to_numpy
 __all__ = ["show", "snapshot", "render", "camera_frustums", "to_open3d_geometry", "check_headless"]
 
 BACKGROUND = (0.96, 0.965, 0.97)
-MESH_COLOR = (0.70, 0.74, 0.80)
+MESH_COLOR = (0.78, 0.80, 0.85)
 POINT_COLOR = (0.16, 0.36, 0.66)
 FRUSTUM_COLOR = (0.85, 0.33, 0.10)
 DEFAULT_SIZE = (960, 720)
@@ -66,7 +73,6 @@ POINT_SUFFIXES = (".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts")
 _FOV = 40.0            # horizontal field of view of the default view, degrees
 _AZIMUTH = -55.0       # default view: degrees around `up`, from the first horizontal axis
 _ELEVATION = 28.0      # default view: degrees above the horizontal plane
-_BAND = 512            # tallest viewport rendered in one piece (see the module docstring)
 
 _render_lock = threading.Lock()
 _headless = None       # None: not probed yet; else (ok, reason)
@@ -108,6 +114,9 @@ def to_open3d_geometry(item, name: str = "item"):
         return g.LineSet(item) if len(item.points) and len(item.lines) else None
     if isinstance(item, g.VoxelGrid):
         return _voxels_to_mesh(item)
+    if isinstance(item, Camera):
+        raise TypeError(f"{name} must be something to draw, got a geometry.Camera; pass cameras=... to draw "
+                        f"cameras as frustums")
     if hasattr(item, "to_mesh") and hasattr(item, "to_open3d"):  # carve.VoxelGrid
         if hasattr(item, "count") and item.count() == 0:
             return None
@@ -120,7 +129,7 @@ def to_open3d_geometry(item, name: str = "item"):
             geometry = item.to_geometry() if hasattr(item, "to_geometry") else item.dump(concatenate=True)
             return to_open3d_geometry(geometry, name)
         if isinstance(item, trimesh.Trimesh):
-            return _trimesh_to_open3d(item)
+            return _trimesh_to_open3d(item, name)
         if isinstance(item, trimesh.PointCloud):
             colors = np.asarray(item.colors) if len(getattr(item, "colors", ())) else None
             return _points_to_open3d(np.asarray(item.vertices), colors, name)
@@ -128,8 +137,11 @@ def to_open3d_geometry(item, name: str = "item"):
         return _points_to_open3d(item[0], item[1], name)
     if isinstance(item, np.ndarray) or type(item).__module__.startswith("torch"):
         return _points_to_open3d(item, None, name)
+    kind = type(item).__qualname__
+    if type(item).__module__ != "builtins":
+        kind = f"{type(item).__module__}.{kind}"
     raise TypeError(f"{name} must be a mesh, point cloud, voxel grid, (N, 3) array, (points, colors) pair "
-                    f"or file path, got {type(item).__module__}.{type(item).__qualname__}")
+                    f"or file path, got {kind}")
 
 
 def _load(path: Path, name: str):
@@ -186,13 +198,13 @@ def _points_to_open3d(points, colors, name: str):
     return _finish_points(pcd)
 
 
-def _trimesh_to_open3d(mesh):
+def _trimesh_to_open3d(mesh, name: str):
     import open3d as o3d
 
     if len(mesh.faces) == 0:
         if len(mesh.vertices) == 0:
             return None
-        return _points_to_open3d(np.asarray(mesh.vertices), None, "mesh")
+        return _points_to_open3d(np.asarray(mesh.vertices), None, name)
     out = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.asarray(mesh.vertices, np.float64)),
                                     o3d.utility.Vector3iVector(np.asarray(mesh.faces, np.int32)))
     visual = mesh.visual
@@ -248,7 +260,7 @@ def _voxels_to_mesh(grid):
         return None
     idx = np.array([v.grid_index for v in voxels], dtype=np.int64)
     colors = np.array([v.color for v in voxels], dtype=np.float64)
-    if grid.has_colors() is False or not colors.any():
+    if not grid.has_colors():
         colors = np.broadcast_to(MESH_COLOR, idx.shape)
     base = idx.min(0) - 1
     local = idx - base
@@ -299,9 +311,10 @@ def _frustum_scale(centers: np.ndarray, scene_center=None, scene_radius=None) ->
     """Depth of the drawn frustums: a fraction of the camera spacing, capped by the scene's distance."""
     candidates = []
     if len(centers) >= 2:
-        d = np.linalg.norm(centers[:, None] - centers[None], axis=-1)
-        np.fill_diagonal(d, np.inf)
-        spacing = float(np.median(d.min(axis=1)))
+        from scipy.spatial import cKDTree
+
+        nearest = cKDTree(centers).query(centers, k=2)[0][:, 1]
+        spacing = float(np.median(nearest))
         if spacing > 0:
             candidates.append(0.6 * spacing)
     if scene_center is not None:
@@ -398,16 +411,21 @@ def _horizontal_axes(up: np.ndarray):
 
 
 def _default_camera(lo, hi, up, size) -> Camera:
-    """A 3/4 view from above, framing the box lo..hi (its bounding sphere) with a little margin."""
+    """A 3/4 view from above of the box lo..hi, as close as it can be with all 8 corners in frame."""
     W, H = size
     target = (lo + hi) / 2
-    radius = max(float(np.linalg.norm(hi - lo)) / 2, 1e-6)
     K = intrinsics_from_fov(_FOV, W, H)
-    half = min(math.atan(W / (2 * K[0, 0])), math.atan(H / (2 * K[1, 1])))
-    dist = 1.08 * radius / math.sin(half)
     e1, e2 = _horizontal_axes(up)
     az, el = math.radians(_AZIMUTH), math.radians(_ELEVATION)
     direction = math.cos(el) * (math.cos(az) * e1 + math.sin(az) * e2) + math.sin(el) * up
+    R = Camera.look_at(target + direction, target, up, K=K).R[0]
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    local = (corners - target) @ R.T  # camera axes: right, down, forward
+    tan_x, tan_y = 0.92 * (W / 2) / K[0, 0], 0.92 * (H / 2) / K[1, 1]  # keep an 8 % margin
+    # a corner at (x, y, z) fits when |x| <= tan_x * (dist + z) and |y| <= tan_y * (dist + z)
+    need = np.concatenate([np.abs(local[:, 0]) / tan_x, np.abs(local[:, 1]) / tan_y]) - np.tile(local[:, 2], 2)
+    radius = float(np.linalg.norm(hi - lo)) / 2
+    dist = max(float(need.max()), 1.05 * radius, 1e-6)  # and never inside the bounding sphere
     return Camera.look_at(target + dist * direction, target, up, K=K, width=W, height=H)
 
 
@@ -422,7 +440,8 @@ def _view_camera(view, lo, hi, up, size, size_given) -> tuple[Camera, np.ndarray
             raise ValueError(f"view must be a single camera, got a batch of {len(cam)}; pass cameras[i]")
         if not cam.has_size:
             if not size_given:
-                raise ValueError("view must be a camera with width and height set (or pass size=), got one with no size")
+                raise ValueError("view must be a camera with width and height set (or pass size=), "
+                                 "got one with no size")
             cam = Camera(cam.K, cam.R, cam.T, *size)
         elif size_given and (cam.width, cam.height) != tuple(size):
             cam = cam.resized(*size)
@@ -505,7 +524,8 @@ def check_headless(timeout: float = 180.0) -> None:
             if ok:
                 _headless = (True, "")
             else:
-                lines = [ln.strip() for ln in (proc.stderr + "\n" + proc.stdout).splitlines() if ln.strip()]
+                text = re.sub(r"\x1b\[[0-9;]*m", "", proc.stderr.strip() or proc.stdout.strip())
+                lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
                 detail = " / ".join(lines[-3:])[-300:] or "no output"
                 status = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
                           else f"exit status {proc.returncode}")
@@ -538,72 +558,118 @@ def _stdout_to_devnull():
         os.close(saved)
 
 
-def _material(geometry, size):
+def _srgb(color) -> list:
+    """The value Filament must be given for a background ``color`` to come out unchanged.
+
+    Filament reads background (and ``unlitSolidColor``) colours as sRGB and writes linear values
+    (post-processing is off), while vertex colours pass through as they are.
+    """
+    c = np.clip(np.asarray(color, np.float64), 0, 1)
+    return [float(x) for x in np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)]
+
+
+def _materials(geometry, size):
+    """(colour-pass material, normal-pass material) for one geometry."""
     import open3d as o3d
 
     rendering = o3d.visualization.rendering
-    mat = rendering.MaterialRecord()
-    mat.base_color = [1.0, 1.0, 1.0, 1.0]  # colours come from the vertices
+    color, normal = rendering.MaterialRecord(), rendering.MaterialRecord()
+    color.base_color = [1.0, 1.0, 1.0, 1.0]  # colours come from the vertices
+    normal.shader = "unlitSolidColor"          # black: "not a surface, do not shade"
+    normal.base_color = [0.0, 0.0, 0.0, 1.0]
     if isinstance(geometry, o3d.geometry.TriangleMesh):
-        mat.shader = "defaultLit"
-        mat.base_roughness = 0.75
-        mat.base_reflectance = 0.3
+        color.shader = "unlitPolygonOffset"  # unlit vertex colours (cheap, see the module docstring)
+        normal.shader = "normals"
     elif isinstance(geometry, o3d.geometry.PointCloud):
-        mat.shader = "defaultUnlit"
-        mat.point_size = float(max(2, round(min(size) / 300)))
+        color.shader = "unlitPolygonOffset"
+        color.point_size = normal.point_size = float(max(2, round(min(size) / 300)))
     else:  # LineSet
-        mat.shader = "unlitLine"
-        mat.line_width = float(max(1.5, min(size) / 400))
-    return mat
+        color.shader = "unlitLine"
+        color.line_width = normal.line_width = float(max(1.5, min(size) / 400))
+        normal.shader = "unlitLine"
+    return color, normal
 
 
-def _sun_direction(cam: Camera) -> np.ndarray:
-    """Light travelling from over the viewer's upper-left shoulder towards the scene (world frame)."""
-    toward_light = np.array([-0.45, -0.75, -0.9])  # camera frame: left, up, back towards the viewer
-    travel = -cam.R[0].T @ toward_light
-    return (travel / np.linalg.norm(travel)).astype(np.float32)
+def _shade(albedo: np.ndarray, normal_rgb: np.ndarray, cam: Camera, up: np.ndarray) -> np.ndarray:
+    """Light the colour pass with the normal pass: hemisphere ambient, a key and a fill light, a
+    little specular. Pixels with no surface normal (background, points, lines) keep their colour.
+
+    Args:
+        albedo: (H, W, 3) uint8. normal_rgb: (H, W, 3) uint8 world normals as (n + 1) / 2, black where
+            there is no surface. cam: the one camera of the frame. up: (3,) world up.
+    """
+    surface = normal_rgb.max(axis=-1) > 24  # unit normals never encode to near-black
+    if not surface.any():
+        return albedo
+    n = normal_rgb[surface].astype(np.float64) / 127.5 - 1.0
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-9)
+    rows, cols = np.nonzero(surface)
+    K, R = cam.K[0], cam.R[0]
+    rays = np.stack([cols, rows, np.ones_like(cols)], axis=1) @ np.linalg.inv(K).T @ R  # world directions
+    to_eye = -rays / np.linalg.norm(rays, axis=1, keepdims=True)
+    n *= np.where(np.sum(n * to_eye, axis=1, keepdims=True) < 0, -1.0, 1.0)  # back faces face the viewer
+    key = R.T @ np.array([-0.45, -0.75, -0.9])  # from the viewer's upper left, in front of the object
+    fill = R.T @ np.array([0.7, 0.2, -0.5])     # weaker, from the right
+    key, fill = key / np.linalg.norm(key), fill / np.linalg.norm(fill)
+    half = key + to_eye
+    half /= np.maximum(np.linalg.norm(half, axis=1, keepdims=True), 1e-9)
+    light = (0.34 + 0.08 * (n @ up)
+             + 0.62 * np.clip(n @ key, 0, None)
+             + 0.18 * np.clip(n @ fill, 0, None))
+    specular = 0.10 * np.clip(np.sum(n * half, axis=1), 0, None) ** 32
+    color = albedo[surface].astype(np.float64) * light[:, None] + 255.0 * specular[:, None]
+    out = albedo.copy()
+    out[surface] = np.clip(np.rint(color), 0, 255).astype(np.uint8)
+    return out
 
 
-def _render_frames(geometries, cams: list[Camera]) -> list[np.ndarray]:
-    """Render each one-camera view of the geometries, (H, W, 3) uint8 each, with one renderer."""
+def _render_frames(geometries, cams: list[Camera], up: np.ndarray) -> list[np.ndarray]:
+    """Render each one-camera view of the geometries, (H, W, 3) uint8 each, with one renderer.
+
+    Two passes per frame with Open3D's cheap materials (colour, then world normals) and the
+    lighting done by :func:`_shade`.
+    """
     import open3d as o3d
 
     check_headless()
     rendering = o3d.visualization.rendering
     W, H = cams[0].width, cams[0].height
-    bands = -(-H // _BAND)
-    band = -(-H // bands)
     verbosity = o3d.utility.get_verbosity_level()
     with _render_lock:
         o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
         renderer = None
         try:
             with _stdout_to_devnull():
-                renderer = rendering.OffscreenRenderer(W, band)
+                renderer = rendering.OffscreenRenderer(W, H)
             scene = renderer.scene
             view = scene.view
             view.set_post_processing(False)
             view.set_antialiasing(False)
+            view.set_ambient_occlusion(False)
             view.set_shadowing(False)
             view.set_sample_count(1)
-            scene.set_background([*BACKGROUND, 1.0])
-            for i, g in enumerate(geometries):
-                scene.add_geometry(f"g{i}", g, _material(g, (W, H)))
-            images = []
-            for cam in cams:
-                scene.set_lighting(rendering.Open3DScene.LightingProfile.NO_SHADOWS, _sun_direction(cam))
-                extrinsic = np.eye(4)
-                extrinsic[:3, :3], extrinsic[:3, 3] = cam.R[0], cam.T[0]
-                image = np.empty((H, W, 3), np.uint8)
-                for b in range(bands):
-                    top = min(b * band, H - band)  # the last band may overlap the one before
+            materials = [_materials(g, (W, H)) for g in geometries]
+            for i, (g, (color, _)) in enumerate(zip(geometries, materials)):
+                scene.add_geometry(f"g{i}", g, color)
+
+            def frames():
+                out = []
+                for cam in cams:
                     K = cam.K[0].copy()
-                    K[0, 2] += 0.5                 # Open3D: image corner at 0, ours: pixel centre
-                    K[1, 2] += 0.5 - top
-                    renderer.setup_camera(K, extrinsic, W, band)
-                    image[top:top + band] = np.asarray(renderer.render_to_image())[:, :, :3]
-                images.append(image)
-            return images
+                    K[:2, 2] += 0.5  # Open3D puts the image corner at 0, we put the first pixel centre there
+                    extrinsic = np.eye(4)
+                    extrinsic[:3, :3], extrinsic[:3, 3] = cam.R[0], cam.T[0]
+                    renderer.setup_camera(K, extrinsic, W, H)
+                    out.append(np.array(renderer.render_to_image())[:, :, :3])
+                return out
+
+            scene.set_background([*_srgb(BACKGROUND), 1.0])
+            albedo = frames()
+            for i, (_, normal) in enumerate(materials):
+                scene.modify_geometry_material(f"g{i}", normal)
+            scene.set_background([0.0, 0.0, 0.0, 1.0])
+            normals = frames()
+            return [_shade(a, n, cam, up) for a, n, cam in zip(albedo, normals, cams)]
         finally:
             if renderer is not None:
                 renderer.scene.clear_geometry()
@@ -624,7 +690,7 @@ def render(*items, size=None, view=None, cameras=None, up=(0.0, 0.0, 1.0)) -> np
     up = _check_up(up)
     geometries, (lo, hi) = _scene(items, cameras)
     cam, _ = _view_camera(view, lo, hi, up, size, given)
-    return _render_frames(geometries, [cam])[0]
+    return _render_frames(geometries, [cam], up)[0]
 
 
 def snapshot(*items, path, size=None, view=None, cameras=None, turntable=0, up=(0.0, 0.0, 1.0)):
@@ -673,7 +739,7 @@ def snapshot(*items, path, size=None, view=None, cameras=None, turntable=0, up=(
     geometries, (lo, hi) = _scene(items, cameras)
     cam, centre = _view_camera(view, lo, hi, up, size, given)
     cams = _turntable(cam, centre, up, int(turntable)) if turntable else [cam]
-    images = _render_frames(geometries, cams)
+    images = _render_frames(geometries, cams, up)
     path.parent.mkdir(parents=True, exist_ok=True)
     if turntable:
         digits = max(3, len(str(turntable - 1)))

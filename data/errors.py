@@ -1,7 +1,7 @@
 """The one error type of the dataset loaders: malformed input, named by file and line.
 
 ``FormatError`` is a ``ValueError``, so callers that catch ValueError keep working; its message
-starts with ``path:line:`` the way compilers report errors, so an editor or terminal jumps to it.
+starts with ``path, line N:`` (as Python's own tracebacks name a place), then says what is wrong.
 """
 from __future__ import annotations
 
@@ -24,5 +24,5 @@ class FormatError(ValueError):
         self.path = Path(path)
         self.line = line
         self.reason = reason
-        where = f"{self.path}:{line}" if line is not None else f"{self.path}"
+        where = f"{self.path}, line {line}" if line is not None else f"{self.path}"
         super().__init__(f"{where}: {reason}")

@@ -59,7 +59,8 @@ def load(path, format: str | None = None, *, verbose: bool = True, **options) ->
     Args:
         path: the dataset folder (or, for single-file formats, the camera file itself).
         format: "tum", "middlebury", "oxford", "colmap" or "blender"; None detects it from the
-            folder's contents and says which it chose (on stderr when ``verbose``, and in the log).
+            folder's contents and says which it chose (in the log, and on stderr when ``verbose``
+            once the dataset has loaded; it is also ``MultiView.format``).
         verbose: print the detected format.
         **options: passed to the format's loader (e.g. ``split="train"`` for blender, ``images=`` for
             colmap, ``name=`` for middlebury, ``pixel_origin=1`` for oxford).
@@ -74,22 +75,24 @@ def load(path, format: str | None = None, *, verbose: bool = True, **options) ->
         (36, 3, 4)
     """
     path = Path(path)
+    message = None
     if format is None:
         format, evidence = detect(path)
         message = f"data.load: {path} is a {format} dataset ({evidence})"
         log.info(message)
-        if verbose:
-            print(message, file=sys.stderr)
     elif format not in FORMATS:
         raise ValueError(f"format must be one of {sorted(FORMATS)} or None to detect it, got {format!r}")
     elif not path.exists():
         raise FormatError(path, "does not exist")
     try:
-        return FORMATS[format].load(path, **options)
+        mv = FORMATS[format].load(path, **options)
     except TypeError as err:
         if "unexpected keyword argument" in str(err):
             raise TypeError(f"format {format!r} does not take that option: {err}") from None
         raise
+    if message and verbose:  # said once it worked: a failure's one line is the error itself
+        print(message, file=sys.stderr)
+    return mv
 
 
 def save(mv: MultiView, path, format: str = "tum", *, overwrite: bool = False) -> Path:

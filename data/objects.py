@@ -18,7 +18,7 @@ Example:
     >>> from data import objects
     >>> m = objects.torus()
     >>> m.is_watertight, round(m.volume, 2)  # doctest: +SKIP
-    (True, 0.85)
+    (True, 0.74)
 """
 from __future__ import annotations
 

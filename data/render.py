@@ -27,7 +27,7 @@ import numpy as np
 
 from geometry import Camera
 
-__all__ = ["Rendering", "render", "render_views", "texture_factor", "value_noise"]
+__all__ = ["Rendering", "render", "render_views", "synthetic", "texture_factor", "value_noise"]
 
 
 class Rendering(NamedTuple):
@@ -217,17 +217,21 @@ def _background(spec, color, b, h, w, seed):
         if spec == "solid":
             return np.broadcast_to(np.asarray(color, np.float32) / 255, (b, h, w, 3))
         if spec == "noise":
+            # a textured backdrop: one palette for the whole set (the base colour, a second colour
+            # near it, and brightness variation), a different pattern in every view
             out = np.empty((b, h, w, 3), np.float32)
             base = np.asarray(color, np.float32) / 255
+            rng = np.random.default_rng(seed)
+            other = np.clip(base + rng.uniform(-0.25, 0.25, 3), 0.03, 0.97).astype(np.float32)
             yy, xx = np.mgrid[0:h, 0:w].astype(np.float64) / max(h, w)
             pts = np.stack([xx.ravel(), yy.ravel()], axis=1)
             for i in range(b):
-                rng = np.random.default_rng([seed, i])
-                other = rng.uniform(0.1, 0.9, 3).astype(np.float32)
-                t = value_noise(pts, scale=6.0, octaves=4, seed=seed * 7919 + i).reshape(h, w, 1)
-                out[i] = (base * (1 - t) + other * t).astype(np.float32)
+                t = value_noise(pts, scale=6.0, octaves=4, seed=seed * 7919 + 2 * i).reshape(h, w, 1)
+                shade = 0.8 + 0.4 * value_noise(pts, scale=10.0, octaves=3, seed=seed * 7919 + 2 * i + 1)
+                out[i] = np.clip((base * (1 - t) + other * t) * shade.reshape(h, w, 1), 0, 1)
             return out
-        raise ValueError(f"background must be 'solid', 'noise', an (H, W, 3) uint8 image or a list of them, got {spec!r}")
+        raise ValueError(f"background must be 'solid', 'noise', an (H, W, 3) uint8 image or a list of them, "
+                         f"got {spec!r}")
     import cv2
 
     imgs = spec if isinstance(spec, (list, tuple)) else [spec] * b
@@ -250,8 +254,10 @@ def render(mesh_or_scene, cameras: Camera, *, background="solid", background_col
     Args:
         mesh_or_scene: a ``trimesh.Trimesh``, a list of them, or a ``trimesh.Scene``.
         cameras: ``geometry.Camera`` with B views and width/height set.
-        background: "solid" (``background_color``), "noise" (smooth coloured value noise, a different
-            pattern per view, from ``seed``), or an (H', W', 3) uint8 image (resized), or a list of B.
+        background: "solid" (``background_color``), "noise" (a textured backdrop: value noise
+            between ``background_color`` and a second colour near it, with brightness variation; one
+            palette for all views from ``seed``, a different pattern in each), or an (H', W', 3) uint8
+            image (resized), or a list of B.
         background_color: RGB 0..255 for "solid" (and the base colour of "noise").
         light: (3,) direction towards a directional light, world frame; or "camera" for a light at
             each camera (headlight).
@@ -365,3 +371,40 @@ def render_views(mesh_or_scene, cameras: Camera, *, bounds="auto", **render_opti
         pad = 0.05 * (hi - lo).max()
         bounds = np.stack([lo - pad, hi + pad])
     return MultiView(list(images), cameras.numpy(), list(masks), bounds, depths=list(depths), format="render")
+
+
+def synthetic(obj="mug", *, views: int = 36, size=(320, 240), radius: float = 3.6, min_elevation: float = 10.0,
+              max_elevation: float = 70.0, fov: float = 40.0, background="noise",
+              background_color=(90, 110, 140), seed: int = 0, **render_options):
+    """A ready-made synthetic dataset: a built-in object seen from a hemisphere of cameras.
+
+    The project's embedded default: a fresh clone can reconstruct something with no download.
+
+    Args:
+        obj: a name in ``data.objects.NAMES`` or a ``trimesh.Trimesh``.
+        views: number of cameras (``data.hemisphere``, looking at the origin).
+        size: (width, height) of the images in pixels.
+        radius, min_elevation, max_elevation, fov: the rig (see ``data.hemisphere``).
+        background, background_color, seed, **render_options: as in :func:`render`.
+
+    Returns:
+        ``data.MultiView`` with images, exact silhouettes, depths and the object's bounds.
+
+    Example:
+        >>> mv = synthetic("torus", views=4, size=(48, 32))
+        >>> len(mv), mv.width, mv.height, mv.silhouettes is not None
+        (4, 48, 32, True)
+    """
+    import trimesh
+
+    from data import objects
+    from data.rigs import hemisphere
+
+    mesh = obj if isinstance(obj, trimesh.Trimesh) else objects.get(obj)
+    if not (isinstance(size, (tuple, list)) and len(size) == 2):
+        raise ValueError(f"size must be (width, height) in pixels, got {size!r}")
+    cams = hemisphere(views, radius=radius, min_elevation=min_elevation, max_elevation=max_elevation, fov=fov,
+                      width=size[0], height=size[1])
+    mv = render_views(mesh, cams, background=background, background_color=background_color, seed=seed,
+                      **render_options)
+    return mv.replace(format="synthetic", names=[f"{i:04d}" for i in range(len(mv))])

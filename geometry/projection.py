@@ -32,13 +32,15 @@ def _points_3d(points, batch: int):
     raise ValueError(f"points must have shape (N, 3), (N, 4) or (B, N, 3), got {describe(points)}{hint}")
 
 
-def project(points, camera: Camera, eps: float = DEFAULT_EPS):
+def project(points, camera: Camera, eps: float = DEFAULT_EPS, out=None):
     """Project world points into every camera of the batch.
 
     Args:
         points: (N, 3) world points, (N, 4) homogeneous ones, or (B, N, 3) one set per camera.
         camera: a :class:`Camera` batch of B cameras.
         eps: depths ``<= eps`` count as at or behind the camera.
+        out: optional ``(uv, depth, valid)`` numpy arrays of the result's shapes and dtypes to write
+            into, for loops that project batch after batch (fresh outputs cost page faults).
 
     Returns:
         uv: (B, N, 2) pixel coordinates (u column, v row; top-left pixel centre at (0, 0)), in the
@@ -57,6 +59,8 @@ def project(points, camera: Camera, eps: float = DEFAULT_EPS):
     """
     _check_camera(camera)
     if is_tensor(points):
+        if out is not None:
+            raise TypeError("out is for numpy points; torch points always get new tensors")
         return _project_torch(points, camera, eps)
     if not isinstance(points, np.ndarray):
         points = to_numpy(points, "points", dtype=None)
@@ -69,12 +73,25 @@ def project(points, camera: Camera, eps: float = DEFAULT_EPS):
     from geometry.projection_numba import constants, project_kernel
 
     batch, n_points = len(camera), pts.shape[1]
-    uv = np.empty((batch, n_points, 2), dtype)
-    depth = np.empty((batch, n_points), dtype)
-    valid = np.empty((batch, n_points), bool)
+    uv, depth, valid = _outputs(out, (batch, n_points), dtype)
     P = np.ascontiguousarray(camera.numpy().P, dtype=dtype)
     project_kernel(pts, P, constants(dtype, camera.width, camera.height, eps), uv, depth, valid)
     return uv, depth, valid
+
+
+def _outputs(out, shape, dtype):
+    """Fresh (uv, depth, valid) arrays, or the caller's ``out`` after checking shapes and dtypes."""
+    expected = ((shape + (2,), dtype), (shape, dtype), (shape, np.dtype(bool)))
+    if out is None:
+        return tuple(np.empty(s, d) for s, d in expected)
+    if not (isinstance(out, (tuple, list)) and len(out) == 3):
+        raise TypeError(f"out must be a tuple (uv, depth, valid) of numpy arrays, got {type(out).__name__}")
+    for name, array, (s, d) in zip(("uv", "depth", "valid"), out, expected):
+        if not (isinstance(array, np.ndarray) and array.shape == s and array.dtype == d
+                and array.flags.c_contiguous and array.flags.writeable):
+            raise ValueError(f"out's {name} must be a writable C-contiguous array of shape {s} and dtype "
+                             f"{np.dtype(d).name}, got {describe(array)}")
+    return tuple(out)
 
 
 def _project_torch(points, camera: Camera, eps: float):
@@ -82,19 +99,20 @@ def _project_torch(points, camera: Camera, eps: float):
 
     if not points.is_floating_point():
         points = points.to(torch.get_default_dtype())
-    pts = _points_3d(points, len(camera))
+    batch = len(camera)
+    pts = _points_3d(points, batch).expand(batch, -1, -1)
     P = to_tensor(camera.P, "camera", like=pts)  # (B, 3, 4)
-    if pts.shape[-1] == 3:
-        h = pts @ P[:, :, :3].transpose(1, 2) + P[:, None, :, 3]
+    if pts.shape[-1] == 3:  # h = X @ M.T + t in one fused batched matmul
+        h = torch.baddbmm(P[:, None, :, 3], pts, P[:, :, :3].transpose(1, 2))
         depth = h[..., 2]
     else:
-        h = pts @ P.transpose(1, 2)
+        h = torch.bmm(pts, P.transpose(1, 2))
         w = pts[..., 3]
         at_infinity = w == 0
-        depth = torch.where(at_infinity, torch.zeros_like(w), h[..., 2] / torch.where(at_infinity, 1, w))
+        depth = torch.where(at_infinity, 0.0, h[..., 2] / torch.where(at_infinity, 1.0, w))
     valid = depth > eps
-    z = torch.where(valid, h[..., 2], torch.ones_like(depth))  # never divide by a depth <= eps
-    uv = torch.where(valid[..., None], h[..., :2] / z[..., None], torch.zeros_like(h[..., :2]))
+    inv = torch.where(valid, h[..., 2], 1.0).reciprocal()  # never divide by a depth <= eps
+    uv = (h[..., :2] * inv[..., None]).masked_fill(~valid[..., None], 0.0)
     if camera.has_size:
         u, v = uv[..., 0], uv[..., 1]
         valid = valid & (u >= -0.5) & (u < camera.width - 0.5) & (v >= -0.5) & (v < camera.height - 0.5)

@@ -391,3 +391,46 @@ def test_depth_auto_bounds_hold_the_carved_region():
     pts = big.points()
     assert len(pts) > 0 and auto.count() > 0
     assert np.all(pts >= auto.lo) and np.all(pts <= auto.hi)
+
+
+def test_torch_tables_built_on_the_device_match_numba():
+    torch = pytest.importorskip("torch")
+    from carve.carving_numba import Tables as NumbaTables
+    from carve.carving_torch import Tables as TorchTables
+
+    rng = np.random.default_rng(3)
+    masks = (rng.random((3, 17, 23)) < 0.5).astype(np.uint8) * 255
+    masks[1, 2, 3] = 7  # another value: must be reported
+    expected, counts, values = NumbaTables.from_silhouettes(masks)
+    # the path CUDA takes (torch.cumsum), run here on the CPU
+    tables, t_counts, t_values = TorchTables.from_silhouettes(torch.from_numpy(masks), via_numba=False)
+    np.testing.assert_array_equal(tables.sat.numpy(), expected.sat.reshape(-1))
+    np.testing.assert_array_equal(t_counts, counts)
+    np.testing.assert_array_equal(t_values, values)
+    assert values[1, 2] and not values[0, 2]
+
+
+def test_many_views_and_tiny_grids():
+    cams, sil, _, (lo, hi), _ = random_scene(50, n_views=70, size=(20, 16), noise=0.01)
+    expected = reference_carve(sil, cams, lo, hi, 21, tolerance=3, outside="keep")
+    assert expected.any()
+    for method in ("octree", "dense"):
+        for backend in ("numba", "torch"):  # 70 views: two 64-bit words of undecided views per block
+            grid = carve.carve(sil, cams, 21, (lo, hi), method=method, backend=backend, tolerance=3, outside="keep")
+            np.testing.assert_array_equal(grid.occupancy, expected, err_msg=f"{method} {backend}")
+    for resolution in (1, 2, 3):
+        occ = {m: carve.carve(sil, cams, resolution, (lo, hi), method=m, tolerance=3).occupancy
+               for m in ("octree", "dense")}
+        np.testing.assert_array_equal(occ["octree"], occ["dense"])
+        assert max(occ["dense"].shape) == resolution
+
+
+def test_torch_device_must_exist(scene):
+    torch = pytest.importorskip("torch")
+    cams, sil, _, bounds = scene
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match=r"device must be available, got 'cuda'"):
+        carve.carve(sil, cams, 16, bounds, backend="torch", device="cuda")
+    with pytest.raises(ValueError, match=r"device must be a torch device"):
+        carve.carve(sil, cams, 16, bounds, backend="torch", device="gpu0")

@@ -87,7 +87,8 @@ def write_colmap_text(mv, root, model="PINHOLE", params=None):
     sparse.mkdir(parents=True)
     (root / "images").mkdir()
     cams = ["# Camera list", "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]"]
-    imgs = ["# Image list", "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME", "#   POINTS2D[] as (X, Y, POINT3D_ID)"]
+    imgs = ["# Image list", "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME",
+            "#   POINTS2D[] as (X, Y, POINT3D_ID)"]
     for i, (K, R, T, im) in enumerate(zip(mv.cameras.K, mv.cameras.R, mv.cameras.T, mv.images)):
         p = params[i] if params is not None else [K[0, 0], K[1, 1], K[0, 2] + 0.5, K[1, 2] + 0.5]
         cams.append(f"{i + 1} {model} {W} {H} " + " ".join(f"{v:.17g}" for v in p))
@@ -195,6 +196,14 @@ def test_colmap_text(source, tmp_path):
         assert all((a == b).all() for a, b in zip(mv.images, source.images))
 
 
+def test_colmap_simple_pinhole(source, tmp_path):
+    src = centred(source)
+    K = src.cameras.K[0]
+    write_colmap_text(src, tmp_path / "proj", model="SIMPLE_PINHOLE",
+                      params=[[K[0, 0], K[0, 2] + 0.5, K[1, 2] + 0.5]] * len(src))
+    assert_same_cameras(data.load(tmp_path / "proj", verbose=False).cameras, src.cameras)
+
+
 def test_colmap_binary(source, tmp_path):
     write_colmap_binary(source, tmp_path / "proj")
     mv = data.load(tmp_path / "proj", verbose=False)
@@ -289,7 +298,7 @@ def _expect(path, line, match, fn):
         fn()
     err = info.value
     assert err.path.name == path and err.line == line, (str(err), err.path, err.line)
-    assert str(err).startswith(f"{err.path}:{line}:" if line else f"{err.path}:")
+    assert str(err).startswith(f"{err.path}, line {line}:" if line else f"{err.path}:")
     return err
 
 
@@ -351,7 +360,8 @@ def test_colmap_errors(source, tmp_path):
     cams = (sparse / "cameras.txt").read_text().splitlines()
     cams[3] = cams[3].replace("PINHOLE", "PINHOLE_SPHERICAL")
     (sparse / "cameras.txt").write_text("\n".join(cams) + "\n")
-    _expect("cameras.txt", 4, "unknown camera model 'PINHOLE_SPHERICAL'", lambda: data.load(tmp_path / "p1", verbose=False))
+    _expect("cameras.txt", 4, "unknown camera model 'PINHOLE_SPHERICAL'",
+            lambda: data.load(tmp_path / "p1", verbose=False))
     cams[3] = cams[3].replace("PINHOLE_SPHERICAL", "OPENCV_FISHEYE")
     (sparse / "cameras.txt").write_text("\n".join(cams) + "\n")
     _expect("cameras.txt", 4, "OPENCV_FISHEYE is not supported", lambda: data.load(tmp_path / "p1", verbose=False))
@@ -374,7 +384,8 @@ def test_colmap_binary_truncated(source, tmp_path):
     sparse = write_colmap_binary(source, tmp_path / "p")
     blob = (sparse / "images.bin").read_bytes()
     (sparse / "images.bin").write_bytes(blob[:-30])
-    _expect("images.bin", None, "file ends inside image record 5 of 5", lambda: data.load(tmp_path / "p", verbose=False))
+    _expect("images.bin", None, "file ends inside image record 5 of 5",
+            lambda: data.load(tmp_path / "p", verbose=False))
     (sparse / "images.bin").write_bytes(struct.pack("<Q", 4) + blob[8:])
     _expect("images.bin", None, "bytes left after 4 image records", lambda: data.load(tmp_path / "p", verbose=False))
 
@@ -385,7 +396,8 @@ def test_blender_errors(source, tmp_path):
     text = f.read_text()
     f.write_text(text.replace("r_3.png", "r_9.png"))
     line = text[: text.index("r_3.png")].count("\n") + 1
-    _expect("transforms_train.json", line, "image 'train/r_9.png' is missing", lambda: data.load(tmp_path / "nerf", verbose=False))
+    _expect("transforms_train.json", line, "image 'train/r_9.png' is missing",
+            lambda: data.load(tmp_path / "nerf", verbose=False))
     meta = json.loads(text)
     meta["frames"][1]["transform_matrix"][0][1] = float("nan")
     f.write_text(json.dumps(meta, indent=2))

@@ -1,6 +1,5 @@
 """Monocular depth: predict's input forms, point clouds, checkpoints, the training loop, the shipped model."""
 import argparse
-import json
 
 import numpy as np
 import pytest
@@ -238,3 +237,18 @@ def test_shipped_model_predicts_held_out_scenes():
     m = depth_metrics(pred, np.stack([s["depth"] for s in test]))
     assert m["abs_rel"] < 0.15 and m["delta1"] > 0.8
     assert depth.default_model_path().stat().st_size < 10 * 2 ** 20
+
+
+def test_predicted_depths_feed_carve_depth(net):
+    """Plumbing: predict's (B, H, W) output of several calibrated views goes straight into carve_depth."""
+    import carve
+    from data import objects, rigs
+    from data.render import render_views
+
+    cams = rigs.turntable(4, width=40, height=32)
+    views = render_views(objects.get("sphere", resolution=24), cams)
+    d = predict(np.asarray(views.images), net)
+    assert d.shape == (4, 32, 40)
+    d = np.where(np.asarray(views.silhouettes), d, 0)  # depth on the object only
+    grid = carve.carve_depth(d, views.cameras, resolution=16, bounds=views.bounds)
+    assert grid.occupancy.shape[0] > 0

@@ -84,6 +84,18 @@ def test_project_shapes_homogeneous_and_per_camera_points():
     np.testing.assert_allclose(uvb[1], project(X + 1, cam[1])[0][0])
 
 
+def test_project_into_caller_buffers():
+    rng = np.random.default_rng(13)
+    cam = random_camera(rng, batch=2)
+    X = points_in_front(rng, cam, 100).astype(np.float32)
+    out = (np.empty((2, 100, 2), np.float32), np.empty((2, 100), np.float32), np.empty((2, 100), bool))
+    result = project(X, cam, out=out)
+    assert all(r is o for r, o in zip(result, out))
+    np.testing.assert_array_equal(out[0], project(X, cam)[0])
+    with pytest.raises(ValueError, match=r"out's depth must be a writable C-contiguous array of shape \(2, 100\) and dtype float32, got shape \(2, 100\) float64"):
+        project(X, cam, out=(out[0], np.empty((2, 100)), out[2]))
+
+
 def test_behind_camera_and_infinity_are_invalid_and_finite():
     cam = random_camera(np.random.default_rng(3))
     center = cam.center[0]

@@ -96,7 +96,7 @@ def test_methods_on_rendered_objects(rendered, case):
 
 
 def test_auto_choices(rendered):
-    assert auto_choice(rendered["urchin on noise"][0])["params"] == {"lightness_weight": 1.0}
+    assert auto_choice(rendered["grey sphere on black"][0])["params"] == {"lightness_weight": 1.0}
     assert auto_choice(rendered["mug on black"][0])["params"] == {"lightness_weight": 1.0}   # blue handle only
     images, truth = rendered["torus on white"]
     # a coloured object on a neutral background and a neutral turntable-like disc: chroma decides
