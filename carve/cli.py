@@ -1,4 +1,4 @@
-"""The ``carve`` command line: demo, reconstruct, view, render and bench over the library.
+"""The ``carve`` command line: demo, reconstruct, view, render, depth, train-depth and bench.
 
 Exit status: 0 on success, 2 for bad usage (unknown option, missing input path, malformed value),
 1 when the work itself fails (an unreadable file, a dataset that does not parse). Errors are one line
@@ -24,6 +24,9 @@ EXAMPLES = {
     "render": "examples:\n  carve render torus /tmp/torus --views 24 --format blender\n"
               "  carve render table /tmp/table --views 36 --size 320x240",
     "bench": "examples:\n  carve bench project\n  carve bench carve -- --quick",
+    "depth": "examples:\n  carve depth photo.jpg\n  carve depth shots/*.png --out depth-out --fov 70",
+    "train-depth": ("examples:\n  carve train-depth --out runs/depth --size 128 --train 4000 --epochs 18\n"
+                    "  torchrun --nproc_per_node=2 -m carve train-depth --out runs/depth-ddp"),
 }
 
 
@@ -108,7 +111,7 @@ def has_display() -> bool:
     return True
 
 
-def write_results(grid, mesh, out: Path, name: str, args, stages: Stages, cameras=None, mesh_path=None):
+def write_results(grid, mesh, out: Path, name: str, args, stages: Stages, mesh_path=None):
     """Write ``name.ply`` (or ``mesh_path``), ``name.npz`` and the snapshot ``name.png`` atomically."""
     from carve import viz
     from carve.files import atomic_path
@@ -124,11 +127,16 @@ def write_results(grid, mesh, out: Path, name: str, args, stages: Stages, camera
     with stages("snapshot"):
         viz.snapshot(mesh, path=out / f"{name}.png")
     _say(args, f"wrote {mesh_path}, {out / (name + '.npz')}, {out / (name + '.png')}")
-    if getattr(args, "view", False):
-        if has_display():
-            viz.show(mesh, cameras=cameras, title=name)
-        else:
-            _say(args, f"no display: not opening the viewer; see the snapshot {out / (name + '.png')}")
+
+
+def open_viewer(args, mesh, name: str, snapshot: Path, cameras=None) -> None:
+    """Show ``mesh`` in a window when one can open; otherwise say where the snapshot is."""
+    from carve import viz
+
+    if has_display():
+        viz.show(mesh, cameras=cameras, title=name)
+    else:
+        _say(args, f"no display: not opening the viewer; see the snapshot {snapshot}")
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -136,7 +144,7 @@ def cmd_demo(args) -> int:
     from carve.demo import run_demo
 
     run_demo(out=_output_dir(args.out), object_name=args.object, views=args.views, resolution=args.resolution,
-             size=_size(args.size), quiet=args.quiet, view=not args.no_view and has_display())
+             size=_size(args.size), quiet=args.quiet, view=not args.no_view)
     return 0
 
 
@@ -177,8 +185,10 @@ def cmd_reconstruct(args) -> int:
     with stages("mesh"):
         mesh = grid.to_mesh(images=views.images, cameras=views.cameras)
     name = args.name or path.resolve().name
-    write_results(grid, mesh, out, name, args, stages, cameras=views.cameras, mesh_path=args.mesh)
+    write_results(grid, mesh, out, name, args, stages, mesh_path=args.mesh)
     _say(args, "times: " + stages.summary())
+    if args.view:
+        open_viewer(args, mesh, name, out / f"{name}.png", cameras=views.cameras)
     return 0
 
 
@@ -216,6 +226,67 @@ def cmd_render(args) -> int:
         data.save(views, out, format=args.format)
     _say(args, f"wrote {args.views} views of {args.object!r} as {args.format} to {out}")
     return 0
+
+
+def cmd_depth(args) -> int:
+    import cv2
+    import numpy as np
+    import trimesh
+
+    from carve import depth as mono
+    from carve.files import atomic_path
+    from geometry import Camera, intrinsics_from_fov
+
+    paths = [_existing_path(p) for p in args.images]
+    out = _output_dir(args.out)
+    images = []
+    for path in paths:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise RuntimeError(f"{path} is not an image OpenCV can read")
+        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    stages = Stages(args.quiet)
+    with stages("depth"):
+        depths = mono.predict(images, model=args.model, progress=not args.quiet)
+    clouds = []
+    with stages("write"):
+        for path, image, depth in zip(paths, images, depths):
+            height, width = depth.shape
+            # a photograph has no calibration: an assumed horizontal field of view, camera at the origin
+            camera = Camera(intrinsics_from_fov(args.fov, width, height), np.eye(3), np.zeros(3), width, height)
+            points, colors = mono.to_points(image, depth, camera)
+            clouds.append((points, colors))
+            with atomic_path(out / f"{path.stem}_depth.png") as tmp:
+                cv2.imwrite(str(tmp), colorize_depth(depth))
+            with atomic_path(out / f"{path.stem}.ply") as tmp:
+                trimesh.PointCloud(points, colors=colors).export(tmp)
+            _say(args, f"{path.name}: depth {np.nanmin(depth):.2f}..{np.nanmax(depth):.2f}, "
+                       f"wrote {out / (path.stem + '_depth.png')} and {out / (path.stem + '.ply')}")
+    if args.view:
+        from carve import viz
+
+        if has_display():
+            viz.show(*clouds)
+        else:
+            _say(args, "no display: not opening the viewer")
+    return 0
+
+
+def colorize_depth(depth):
+    """(H, W) depth -> (H, W, 3) BGR uint8, near warm and far cool (turbo colour map on inverse depth)."""
+    import cv2
+    import numpy as np
+
+    inverse = np.where(depth > 0, 1.0 / np.maximum(depth, 1e-6), 0.0)
+    lo, hi = np.percentile(inverse[depth > 0], [1, 99]) if (depth > 0).any() else (0.0, 1.0)
+    scaled = np.clip((inverse - lo) / max(hi - lo, 1e-12), 0, 1)
+    return cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_TURBO)
+
+
+def cmd_train_depth(args) -> int:
+    from carve.depth import run_train_depth
+
+    return run_train_depth(args)
 
 
 def cmd_bench(args) -> int:
@@ -282,6 +353,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--views", type=int, default=36, help="number of views (default: 36)")
     p.add_argument("--format", default="tum", choices=["tum", "blender"], help="dataset format (default: tum)")
     p.add_argument("--size", default="640x480", help="image size WxH (default: 640x480)")
+
+    p = command("depth", "monocular depth of photographs: colour-mapped PNGs and coloured point clouds", cmd_depth)
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--out", default="carve-out", help="output directory (default: ./carve-out)")
+    p.add_argument("--model", help="depth model file (default: the shipped model)")
+    p.add_argument("--fov", type=float, default=60.0, help="assumed horizontal field of view, degrees (default: 60)")
+    p.add_argument("--view", action="store_true", help="open the viewer on the point clouds")
+
+    from carve.depth import add_train_depth_arguments
+
+    p = command("train-depth", "train a monocular depth model on procedural scenes (torchrun for several "
+                "processes)", cmd_train_depth)
+    add_train_depth_arguments(p)
 
     p = command("bench", "run a benchmark script and print its table", cmd_bench)
     p.add_argument("which", choices=["project", "carve", "depth"], help="which benchmark")

@@ -6,6 +6,7 @@ automatic bounds, mesh and colour the hull, and score it against the true shape.
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def run_demo(out: Path, object_name: str = "pretzel", views: int = 36, resolutio
     """
     import data
     from carve import carve, silhouettes
-    from carve.cli import Stages, write_results
+    from carve.cli import Stages, open_viewer, write_results
     from carve.metrics import mask_iou
 
     stages = Stages(quiet)
@@ -56,12 +57,8 @@ def run_demo(out: Path, object_name: str = "pretzel", views: int = 36, resolutio
         hull_score = float(np.logical_and(truth, grid.occupancy).sum() / max(union, 1))
         missed = int(np.logical_and(truth, ~grid.occupancy).sum())
 
-    class Args:  # what write_results reads from the command line's arguments
-        pass
-
-    args = Args()
-    args.quiet, args.view = quiet, view
-    write_results(grid, hull_mesh, Path(out), "demo", args, stages, cameras=cameras)
+    args = argparse.Namespace(quiet=quiet)  # what the command line's writers read
+    write_results(grid, hull_mesh, Path(out), "demo", args, stages)
     result = {"object": object_name, "views": views, "silhouette_iou": mask_score, "hull_iou": hull_score,
               "true_voxels_missed": missed, "occupied": grid.count(), "shape": grid.shape,
               "seconds": dict(stages.times)}
@@ -71,4 +68,6 @@ def run_demo(out: Path, object_name: str = "pretzel", views: int = 36, resolutio
         print(f"silhouettes (auto) IoU vs exact masks: {mask_score:.3f}; hull IoU vs true shape: {hull_score:.3f} "
               f"(a visual hull contains the shape; concavities no silhouette sees stay filled)")
         print("times: " + stages.summary() + f"; total {sum(stages.times.values()):.1f} s")
+    if view:
+        open_viewer(args, hull_mesh, "demo", Path(out) / "demo.png", cameras=cameras)
     return result

@@ -24,20 +24,19 @@ Example:
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from carve.training import (CheckpointError, ImageModel, TrainConfig, add_arguments, fit, load_model,
+from carve.training import (MODELS_DIR, CheckpointError, ImageModel, TrainConfig, add_arguments, fit,
+                            inference_model, load_model, model_file,
                             run, to_input, _color_jitter)
 
 __all__ = ["DepthModel", "predict", "to_points", "train", "load", "default_model_path",
            "add_train_depth_arguments", "run_train_depth", "CheckpointError"]
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "depth_default.pt"
 _LOG_DEPTH_LIMIT = 20.0
 
@@ -148,11 +147,7 @@ def default_model_path():
 
 
 def _model_file(path):
-    p = default_model_path() if path is None else Path(path)
-    if path is None and not p.is_file():
-        raise CheckpointError(f"the shipped depth model {str(p)!r} is missing from this installation; "
-                              f"reinstall carve3d or train one with `carve train-depth`")
-    return str(p.resolve())
+    return model_file(path, "depth", DEFAULT_MODEL, "carve train-depth")
 
 
 def load(path=None):
@@ -164,17 +159,9 @@ def load(path=None):
     return load_model(_model_file(path), "depth")
 
 
-@functools.lru_cache(maxsize=4)
-def _inference_model(path, mtime_ns=None):  # mtime in the cache key: a retrained file is reloaded
-    """The model of a file, BatchNorm folded into the convolutions, channels-last (cached per path)."""
-    from carve.nets import fold_batchnorm
-
-    return fold_batchnorm(load(path)).to(memory_format=torch.channels_last)
-
-
 def _resolve_model(model):
     if model is None or isinstance(model, (str, Path)):
-        return _inference_model(_model_file(model), Path(_model_file(model)).stat().st_mtime_ns)
+        return inference_model(_model_file(model), "depth")
     if isinstance(model, DepthModel):
         return model
     if isinstance(model, torch.nn.Module) and getattr(getattr(model, "module", None), "task", None) == "depth":

@@ -15,7 +15,6 @@ model never sees a real photograph during training.
 """
 from __future__ import annotations
 
-import functools
 import math
 from pathlib import Path
 
@@ -23,13 +22,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from carve.training import (CheckpointError, ImageModel, TrainConfig, add_arguments, fit, load_model, run,
+from carve.training import (MODELS_DIR, ImageModel, TrainConfig, add_arguments, fit,
+                            inference_model, load_model, model_file, run,
                             to_input, _color_jitter)
 
 __all__ = ["SilhouetteModel", "predict_silhouettes", "synthetic_background", "train", "load",
            "default_model_path", "add_train_silhouette_arguments", "run_train_silhouettes"]
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "silhouette_default.pt"
 
 
@@ -340,11 +339,7 @@ def default_model_path():
 
 
 def _model_file(path):
-    p = default_model_path() if path is None else Path(path)
-    if path is None and not p.is_file():
-        raise CheckpointError(f"the shipped silhouette model {str(p)!r} is missing from this installation; "
-                              f"reinstall carve3d or train one with `python -m carve.learned_silhouettes`")
-    return str(p.resolve())
+    return model_file(path, "silhouette", DEFAULT_MODEL, "python -m carve.learned_silhouettes")
 
 
 def load(path=None):
@@ -354,46 +349,6 @@ def load(path=None):
         CheckpointError (a ValueError): missing, corrupt or foreign file, or a model of another task.
     """
     return load_model(_model_file(path), "silhouette")
-
-
-@functools.lru_cache(maxsize=4)
-def _inference_model(path, mtime_ns=None):  # mtime in the cache key: a retrained file is reloaded
-    from carve.nets import fold_batchnorm
-
-    return fold_batchnorm(load(path)).to(memory_format=torch.channels_last)
-
-
-def _as_images(images):
-    if isinstance(images, torch.Tensor):
-        images = images.detach().cpu().numpy()
-    if isinstance(images, np.ndarray):
-        if images.ndim == 4 and images.shape[-1] == 3:
-            items = list(images)
-        elif images.ndim == 3 and images.shape[-1] == 3:
-            raise ValueError(f"images must be a list of (H, W, 3) images or a (B, H, W, 3) array, got a single "
-                             f"image of shape {images.shape}; wrap it in a list: [image]")
-        else:
-            raise ValueError(f"images must be a (B, H, W, 3) array or a list of (H, W, 3) images, got an array "
-                             f"of shape {images.shape}")
-    elif isinstance(images, (list, tuple)):
-        items = list(images)
-    else:
-        raise TypeError(f"images must be a list of (H, W, 3) uint8 arrays or a (B, H, W, 3) array, got "
-                        f"{type(images).__name__}")
-    if not items:
-        raise ValueError("images must hold at least one image, got none")
-    out = []
-    for k, im in enumerate(items):
-        im = np.asarray(im)
-        if im.ndim == 2:
-            im = np.repeat(im[..., None], 3, axis=-1)
-        if im.ndim != 3 or im.shape[-1] != 3:
-            raise ValueError(f"images[{k}] must have shape (H, W, 3) or (H, W), got {im.shape}")
-        if im.dtype != np.uint8:
-            raise TypeError(f"images[{k}] must be uint8 RGB (0..255), got dtype {im.dtype}; convert floats in "
-                            f"[0, 1] with (image * 255).round().astype(np.uint8)")
-        out.append(im)
-    return out
 
 
 def predict_silhouettes(images, model=None, *, max_side=256, threshold=0.5, return_probability=False,
@@ -415,9 +370,11 @@ def predict_silhouettes(images, model=None, *, max_side=256, threshold=0.5, retu
     """
     import cv2
 
+    from carve.segmentation import _as_images  # one validation of image lists for every method
+
     items = _as_images(images)
     if model is None or isinstance(model, (str, Path)):
-        net = _inference_model(_model_file(model), Path(_model_file(model)).stat().st_mtime_ns)
+        net = inference_model(_model_file(model), "silhouette")
     elif isinstance(model, SilhouetteModel):
         net = model
     else:

@@ -22,6 +22,7 @@ corrupt or foreign file raises :class:`CheckpointError` naming the file and what
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -453,6 +454,31 @@ def build_model(ck, path="<checkpoint>"):
         setattr(model, k, v)
     model.metadata = ck.get("metadata", {})
     return model.eval()
+
+
+#: where the shipped default models live inside the package
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+
+def model_file(path, task, default_name, retrain_hint):
+    """The model file to load: ``path``, or the shipped ``MODELS_DIR / default_name`` when None."""
+    p = MODELS_DIR / default_name if path is None else Path(path)
+    if path is None and not p.is_file():
+        raise CheckpointError(f"the shipped {task} model {str(p)!r} is missing from this installation; "
+                              f"reinstall carve3d or train one with `{retrain_hint}`")
+    return str(p.resolve())
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_inference_model(path, task, mtime_ns):  # mtime in the key: a retrained file is reloaded
+    from carve.nets import fold_batchnorm
+
+    return fold_batchnorm(load_model(path, task)).to(memory_format=torch.channels_last)
+
+
+def inference_model(path, task):
+    """The model in file ``path`` ready for inference: BatchNorm folded, channels-last, cached per file."""
+    return _cached_inference_model(path, task, Path(path).stat().st_mtime_ns)
 
 
 def load_model(path, task):

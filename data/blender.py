@@ -121,7 +121,7 @@ def load(path, *, split: str = "all", background=None) -> MultiView:
     files = _files(path, split)
     if not files:
         raise FormatError(path, "holds no transforms.json or transforms_{train,val,test}.json")
-    K, c2w, images, masks, names, dists = [], [], [], [], [], []
+    K, c2w, images, masks, names = [], [], [], [], []
     bounds = None
     size = None
     for f in files:
