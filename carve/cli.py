@@ -122,8 +122,7 @@ def write_results(grid, mesh, out: Path, name: str, args, stages: Stages, mesh_p
     with stages("write"):
         with atomic_path(mesh_path) as tmp:
             mesh.export(tmp, file_type=mesh_path.suffix[1:].lower())
-        with atomic_path(out / f"{name}.npz") as tmp:
-            grid.save(tmp)
+        grid.save(out / f"{name}.npz")  # atomic itself
     with stages("snapshot"):
         viz.snapshot(mesh, path=out / f"{name}.png")
     _say(args, f"wrote {mesh_path}, {out / (name + '.npz')}, {out / (name + '.png')}")

@@ -11,6 +11,12 @@ import tempfile
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path`` (same suffix); on success it replaces ``path``.
@@ -33,6 +39,7 @@ def atomic_path(path):
         yield tmp
         if not tmp.exists() or tmp.stat().st_size == 0:
             raise RuntimeError(f"writing {str(path)!r} produced no data")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes private files; results get the usual mode
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

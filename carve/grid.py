@@ -8,9 +8,7 @@ Convention:
 """
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -164,17 +162,12 @@ class VoxelGrid:
             path = path.with_name(path.name + ".npz")
         if not path.parent.is_dir():
             raise ValueError(f"path must be in an existing directory, got {str(path)!r}")
-        fd, tmp = tempfile.mkstemp(prefix=".voxelgrid-", suffix=".npz", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, format=np.array(_FORMAT), shape=np.array(self.shape, np.int64),
-                                    lo=self.lo, voxel_size=np.array(self.voxel_size),
-                                    occupancy_bits=np.packbits(self.occupancy.reshape(-1)))
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        from carve.files import atomic_path
+
+        with atomic_path(path) as tmp:
+            np.savez_compressed(tmp, format=np.array(_FORMAT), shape=np.array(self.shape, np.int64),
+                                lo=self.lo, voxel_size=np.array(self.voxel_size),
+                                occupancy_bits=np.packbits(self.occupancy.reshape(-1)))
         return path
 
     @classmethod

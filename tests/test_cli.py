@@ -41,6 +41,9 @@ def test_demo_writes_mesh_grid_snapshot_and_scores(tmp_path):
     assert result.returncode == 0, result.stderr
     assert {"demo.ply", "demo.npz", "demo.png"} <= {p.name for p in out.iterdir()}
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert all((p.stat().st_mode & 0o777) == 0o666 & ~umask for p in out.iterdir()), "outputs must get the usual mode"
     assert png_size(out / "demo.png") == (960, 720)
     hull_iou = float(re.search(r"hull IoU vs true shape: ([0-9.]+)", result.stdout).group(1))
     assert hull_iou > 0.6, result.stdout
