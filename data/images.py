@@ -73,6 +73,22 @@ def read_image(path, *, alpha: bool = False):
     return (rgb, a) if alpha else rgb
 
 
+def read_views(files) -> list:
+    """Read the images of a multi-view dataset: ``read_image`` for each file, all of one size.
+
+    Returns:
+        list of (H, W, 3) uint8 RGB. Raises FormatError naming the first file of another size.
+    """
+
+    images = [read_image(f) for f in files]
+    h, w = images[0].shape[:2]
+    for f, im in zip(files, images):
+        if im.shape[:2] != (h, w):
+            raise FormatError(f, f"image is {im.shape[1]}x{im.shape[0]}, the first image is {w}x{h}; "
+                                 f"all views must share one size")
+    return images
+
+
 def read_mask(path, *, object_value: int | None = None) -> np.ndarray:
     """Read an 8-bit mask image as (H, W) bool.
 

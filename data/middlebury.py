@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from data.errors import FormatError
-from data.images import find_image, read_image
+from data.images import find_image, read_views
 from data.multiview import MultiView
 from data.text import parse_numbers, read_lines
 from geometry import Camera
@@ -105,12 +105,8 @@ def load(path, *, name: str | None = None) -> MultiView:
     folder = par.parent
     names, K, R, T, where = read_par(par)
     files = [find_image(folder, n, required_for=(par, ln)) for n, ln in zip(names, where)]
-    images = [read_image(f) for f in files]
+    images = read_views(files)
     h, w = images[0].shape[:2]
-    for f, im in zip(files, images):
-        if im.shape[:2] != (h, w):
-            raise FormatError(f, f"image is {im.shape[1]}x{im.shape[0]}, the first image is {w}x{h}; "
-                                 f"all views must share one size")
     for i, ln in enumerate(where):
         try:
             Camera(K[i], R[i], T[i])

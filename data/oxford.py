@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from data.errors import FormatError
-from data.images import list_images, read_image
+from data.images import list_images, read_views
 from data.multiview import MultiView
 from geometry import Camera
 
@@ -127,12 +127,8 @@ def load(path, *, mat: str | None = None, pixel_origin: int = 0) -> MultiView:
         warnings.warn(f"{folder}: {len(files)} images for {n} matrices in {mat_file.name}; pairing the first "
                       f"{n} in name order and ignoring {extra}", stacklevel=3)
         files = files[:n]
-    images = [read_image(f) for f in files]
+    images = read_views(files)
     h, w = images[0].shape[:2]
-    for f, im in zip(files, images):
-        if im.shape[:2] != (h, w):
-            raise FormatError(f, f"image is {im.shape[1]}x{im.shape[0]}, the first image is {w}x{h}; "
-                                 f"all views must share one size")
     if pixel_origin:
         P = np.array([[1.0, 0, -pixel_origin], [0, 1.0, -pixel_origin], [0, 0, 1.0]]) @ P
     for i in range(n):

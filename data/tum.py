@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from data.errors import FormatError
-from data.images import find_image, read_image, read_mask, write_image
+from data.images import find_image, read_mask, read_views, write_image
 from data.multiview import MultiView
 from data.text import parse_numbers, read_lines
 from geometry import Camera
@@ -79,12 +79,8 @@ def load(path, *, silhouettes: bool = True) -> MultiView:
     names = [c.stem for c in calibs]
     P = np.stack([read_projection(c) for c in calibs])
     image_files = [find_image(path / "images", n, required_for=c) for n, c in zip(names, calibs)]
-    images = [read_image(f) for f in image_files]
+    images = read_views(image_files)
     h, w = images[0].shape[:2]
-    for f, im in zip(image_files, images):
-        if im.shape[:2] != (h, w):
-            raise FormatError(f, f"image is {im.shape[1]}x{im.shape[0]}, the first image is {w}x{h}; "
-                                 f"all views must share one size")
     try:
         cameras = Camera.from_projection(P, w, h)
     except ValueError as err:

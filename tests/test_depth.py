@@ -12,12 +12,7 @@ from carve.training import CheckpointError, TrainConfig, fit, load_checkpoint, r
 TINY = dict(size=32, train=16, val=4, widths=(4, 8, 16), batch_size=8, lr=5e-3, threads=1, seed=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

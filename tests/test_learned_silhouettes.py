@@ -8,12 +8,7 @@ from carve.learned_silhouettes import SilhouetteModel, predict_silhouettes, synt
 from carve.training import CheckpointError, TrainConfig, _generator, fit, render_split, save_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

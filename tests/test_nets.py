@@ -8,13 +8,7 @@ from carve.losses import depth_loss, gradient_matching_loss, mask_loss, silog_lo
 from carve.nets import GlobalBatchNorm2d, UNet, coordinate_channels, fold_batchnorm, use_global_batchnorm
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster, and immune to a busy machine's thread contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("size", [(1, 1), (17, 33), (64, 64), (45, 8)])
