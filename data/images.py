@@ -79,7 +79,6 @@ def read_views(files) -> list:
     Returns:
         list of (H, W, 3) uint8 RGB. Raises FormatError naming the first file of another size.
     """
-
     images = [read_image(f) for f in files]
     h, w = images[0].shape[:2]
     for f, im in zip(files, images):
