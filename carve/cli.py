@@ -246,7 +246,7 @@ def cmd_depth(args) -> int:
         images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     stages = Stages(args.quiet)
     with stages("depth"):
-        depths = mono.predict(images, model=args.model, progress=not args.quiet)
+        depths = mono.predict(images, model=args.model, progress=False if args.quiet else None)
     clouds = []
     with stages("write"):
         for path, image, depth in zip(paths, images, depths):

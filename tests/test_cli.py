@@ -128,3 +128,24 @@ def test_unreadable_dataset_fails_with_file_and_line(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
     debug = carve_cli("reconstruct", tmp_path, "--out", tmp_path / "out", "--debug")
     assert "Traceback" in debug.stderr
+
+
+def test_depth_writes_colour_mapped_png_and_point_cloud(tmp_path):
+    from carve.depth import default_model_path
+
+    if not default_model_path().is_file():
+        pytest.skip("the shipped depth model has not been trained yet")
+    import cv2
+    import trimesh
+
+    import data
+
+    sample = data.scenes.sample(3, size=(96, 128))
+    cv2.imwrite(str(tmp_path / "photo.png"), sample["image"][..., ::-1])
+    result = carve_cli("depth", "photo.png", "--out", "out", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert png_size(tmp_path / "out" / "photo_depth.png") == (128, 96)
+    cloud = trimesh.load(tmp_path / "out" / "photo.ply")
+    assert len(cloud.vertices) == 96 * 128 and np.all(cloud.vertices[:, 2] > 0)  # in front of the camera
+    missing = carve_cli("depth", "nothing.png", cwd=tmp_path)
+    assert missing.returncode == 2 and "no such file or directory: nothing.png" in missing.stderr
