@@ -30,6 +30,9 @@ EXAMPLES = {
 }
 
 
+MESH_SUFFIXES = (".ply", ".obj", ".glb", ".stl", ".off")
+
+
 class UsageError(Exception):
     """Bad command-line usage: exit status 2."""
 
@@ -96,6 +99,13 @@ def _size(text: str):
     raise UsageError(f"--size must look like 640x480, got {text!r}")
 
 
+def _mesh_file(text):
+    """The --mesh option: None, or a path whose extension names a mesh format trimesh writes."""
+    if text is not None and Path(text).suffix.lower() not in MESH_SUFFIXES:
+        raise UsageError(f"--mesh must end in {', '.join(MESH_SUFFIXES)}, got {Path(text).name}")
+    return text
+
+
 def _output_dir(path: str) -> Path:
     out = Path(path)
     if out.exists() and not out.is_dir():
@@ -117,8 +127,6 @@ def write_results(grid, mesh, out: Path, name: str, args, stages: Stages, mesh_p
     from carve.files import atomic_path
 
     mesh_path = Path(mesh_path) if mesh_path else out / f"{name}.ply"
-    if mesh_path.suffix.lower() not in (".ply", ".obj", ".glb", ".stl", ".off"):
-        raise UsageError(f"--mesh must end in .ply, .obj, .glb, .stl or .off, got {mesh_path.name}")
     with stages("write"):
         with atomic_path(mesh_path) as tmp:
             mesh.export(tmp, file_type=mesh_path.suffix[1:].lower())
@@ -157,6 +165,7 @@ def cmd_reconstruct(args) -> int:
 
     path = _existing_path(args.path)
     bounds = _bounds(args.bounds)
+    mesh_file = _mesh_file(args.mesh)
     out = _output_dir(args.out)
     stages = Stages(args.quiet)
     with stages("load"):
@@ -184,7 +193,7 @@ def cmd_reconstruct(args) -> int:
     with stages("mesh"):
         mesh = grid.to_mesh(images=views.images, cameras=views.cameras)
     name = args.name or path.resolve().name
-    write_results(grid, mesh, out, name, args, stages, mesh_path=args.mesh)
+    write_results(grid, mesh, out, name, args, stages, mesh_path=mesh_file)
     _say(args, "times: " + stages.summary())
     if args.view:
         open_viewer(args, mesh, name, out / f"{name}.png", cameras=views.cameras)

@@ -107,6 +107,7 @@ def test_render_then_reconstruct_round_trip(tmp_path):
     (("reconstruct", ".", "--format", "ply"), 2, "invalid choice: 'ply'"),
     (("reconstruct", ".", "--bounds", "1,2,3"), 2, "--bounds must be 'auto' or six numbers"),
     (("demo", "--resolution", "0"), 2, "--resolution must be a positive integer"),
+    (("reconstruct", ".", "--mesh", "out.xyz"), 2, "--mesh must end in .ply, .obj, .glb, .stl, .off, got out.xyz"),
     (("view", "/no/such/mesh.ply"), 2, "no such file or directory"),
     (("render", "teapot", "OUT"), 1, "name must be one of"),
 ])
