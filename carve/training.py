@@ -837,7 +837,7 @@ def _fit(cfg, resume, progress, scenes, device, cache_dir, stop_after):
         if rank == 0:
             meta = {"config": cfg.to_dict(), "epoch": epoch + 1, "metrics": record, "best": best,
                     "pretrain_history": pre_history, "torch": torch.__version__,
-                    "command": " ".join(sys.argv), "render_seconds": render_seconds,
+                    "command": _command_line(), "render_seconds": render_seconds,
                     "train_seconds": prior_seconds + time.perf_counter() - t_train, "device": str(device),
                     "processes": _world(), "threads": torch.get_num_threads()}
             train_state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch + 1,
@@ -964,6 +964,17 @@ def model_card(path, evaluation=None):
     if evaluation:
         lines += ["", "```", evaluation.strip(), "```"]
     return "\n".join(lines) + "\n"
+
+
+def _command_line() -> str:
+    """The command that started this run, as a user would type it: ``python -m carve.depth ...``."""
+    script = Path(sys.argv[0])
+    package = Path(__file__).resolve().parent
+    if script.suffix == ".py" and script.resolve().parent == package:
+        head = ["python", "-m", f"carve.{script.stem}"]
+    else:
+        head = [script.name]
+    return " ".join(head + sys.argv[1:])
 
 
 def main(argv=None):
