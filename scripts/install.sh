@@ -13,6 +13,10 @@ have_lib libvulkan.so.1 || missing+=(libvulkan1)
 ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
 have_lib libGL.so.1 || missing+=(libgl1)
 have_lib libEGL.so.1 || missing+=(libegl1)
+# Debian's python3 needs python3-venv to create the environment (unless one is already active)
+if [ -z "${VIRTUAL_ENV:-}" ] && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    missing+=(python3-venv)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "installing system libraries: ${missing[*]}"
