@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import print_table  # noqa: E402
+from timing import print_table
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "bunny"
 

@@ -167,6 +167,8 @@ def _classify_box(P, b, x0, x1, y0, y1, z0, z1, H, W, carve_b, sat, pmin, pmax, 
         return outside_all  # every point is at or behind the camera
     if wmin - 2.0 * ew <= EPS_DEPTH:
         return MIXED  # the box reaches the camera plane: its projection is unbounded
+    # a second pass for (u, v): measured faster than one pass that also divides, since the exits
+    # above skip the divisions for boxes behind or straddling the camera plane
     umin = np.inf
     umax = -np.inf
     vmin = np.inf

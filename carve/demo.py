@@ -14,15 +14,11 @@ import numpy as np
 
 def true_occupancy(mesh, grid) -> np.ndarray:
     """Ground truth on the grid: which voxel centres lie inside the watertight ``mesh``, (X, Y, Z) bool."""
-    import open3d as o3d
+    from data.objects import contains
 
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(np.asarray(mesh.vertices, np.float32)),
-                        o3d.core.Tensor(np.asarray(mesh.faces, np.uint32)))
     axes = [grid.lo[a] + (np.arange(grid.shape[a]) + 0.5) * grid.voxel_size for a in range(3)]
-    centres = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3).astype(np.float32)
-    inside = scene.compute_occupancy(o3d.core.Tensor(centres)).numpy() > 0
-    return inside.reshape(grid.shape)
+    centres = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    return contains(mesh, centres).reshape(grid.shape)
 
 
 def run_demo(out: Path, object_name: str = "pretzel", views: int = 36, resolution: int = 256,

@@ -156,8 +156,8 @@ def test_hull_contains_object_and_improves_with_views():
         if truth is None:
             centres = grid.lo + (np.argwhere(np.ones(grid.shape, bool)) + 0.5) * grid.voxel_size
             scene, _ = _scene_distance(mesh, centres[:1])
+            truth = objects.contains(mesh, centres).reshape(grid.shape)
             q = o3d.core.Tensor(centres.astype(np.float32))
-            truth = scene.compute_occupancy(q).numpy().reshape(grid.shape).astype(bool)
             deep = (scene.compute_signed_distance(q).numpy() < -footprint).reshape(grid.shape)
         hull = grid.occupancy
         assert hull[deep].all(), f"{k} views carved {np.count_nonzero(deep & ~hull)} voxels deep inside"
