@@ -25,7 +25,7 @@ EXAMPLES = {
               "  carve render table /tmp/table --views 36 --size 320x240",
     "bench": "examples:\n  carve bench project\n  carve bench carve -- --quick",
     "depth": "examples:\n  carve depth photo.jpg\n  carve depth shots/*.png --out depth-out --fov 70",
-    "train-depth": ("examples:\n  carve train-depth --out runs/depth --size 128 --train 4000 --epochs 18\n"
+    "train-depth": ("examples:\n  carve train-depth --out runs/depth --size 128 --render-size 256 --scale-min 0.5 --epochs 22\n"
                     "  torchrun --nproc_per_node=2 -m carve train-depth --out runs/depth-ddp"),
 }
 
@@ -366,7 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--out", default="carve-out", help="output directory (default: ./carve-out)")
     p.add_argument("--model", help="depth model file (default: the shipped model)")
-    p.add_argument("--fov", type=float, default=60.0, help="assumed horizontal field of view, degrees (default: 60)")
+    p.add_argument("--fov", type=float, default=55.0,
+                   help="the camera's horizontal field of view, degrees, to place the points "
+                        "(default: 55, the lens of the depth model's training scenes)")
     p.add_argument("--view", action="store_true", help="open the viewer on the point clouds")
 
     from carve.depth import add_train_depth_arguments

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from carve.training import (MODELS_DIR, ImageModel, TrainConfig, add_arguments, fit,
+from carve.training import (MODELS_DIR, ImageModel, TrainConfig, add_arguments, fit, window_of,
                             inference_model, load_model, model_file, run,
                             to_input, _color_jitter)
 
@@ -41,11 +41,13 @@ class SilhouetteModel(ImageModel):
 
     task = "silhouette"
 
-    def __init__(self, widths=(8, 16, 32, 64, 128), coord_channels=True, global_context=True, context_size=64):
-        super().__init__(widths, coord_channels, global_context, context_size, out_channels=1)
+    def __init__(self, widths=(8, 16, 32, 64, 128), coord_channels=True, global_context=True, context_size=64,
+                 resolution_channel=False):
+        super().__init__(widths, coord_channels, global_context, context_size, out_channels=1,
+                         resolution_channel=resolution_channel)
 
-    def forward(self, images, mask=None):
-        return self.features(images, mask)[:, 0]
+    def forward(self, images, mask=None, window=None):
+        return self.features(images, mask, window)[:, 0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -312,7 +314,7 @@ class _SilhouetteTask:
     @staticmethod
     def loss(model, batch, cfg):
         from carve.losses import mask_loss
-        return mask_loss(model(batch["image"]), batch["mask"])
+        return mask_loss(model(batch["image"], window=window_of(batch)), batch["mask"])
 
     @staticmethod
     def evaluate(model, batch, cfg):

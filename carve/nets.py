@@ -10,11 +10,20 @@ layout plus a global vector to the bottleneck, sampled at each cell's normalised
 contributes (the scene's overall layout and scale) does not change with the input resolution,
 whereas the pixel size of every texture and edge that the convolutions see does.
 
+An optional resolution channel holds ``log2(W / 128)`` for an image W pixels wide, the same at every
+pixel. Convolutions measure in pixels, so the same scene at twice the resolution shows every texture
+twice as large; this channel tells them which pixel scale they are looking at (with a fixed field of
+view, W is the focal length in pixels up to a constant). Trained on batches that mix resolutions, it
+keeps metric depth from drifting with the resolution. (In a batch of one resolution, BatchNorm would
+subtract it away with the batch mean.)
+
 Convention: coordinate channels are ``x = 2 u / (W - 1) - 1`` and ``y = 2 v / (H - 1) - 1`` with
 (u, v) the OpenCV pixel centre (column, row) of the *unpadded* image: -1 at the centre of the first
 pixel, +1 at the centre of the last, extrapolated linearly over padding.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
@@ -23,7 +32,7 @@ import torch.nn.functional as F
 __all__ = ["UNet", "coordinate_channels", "GlobalBatchNorm2d", "use_global_batchnorm", "fold_batchnorm"]
 
 
-def coordinate_channels(height, width, padded_height=None, padded_width=None, *, device=None,
+def coordinate_channels(height, width, padded_height=None, padded_width=None, *, top=0, left=0, device=None,
                         dtype=torch.float32):
     """Normalised pixel coordinates of an ``height x width`` image laid over a padded canvas.
 
@@ -31,6 +40,7 @@ def coordinate_channels(height, width, padded_height=None, padded_width=None, *,
         height, width: size of the image the coordinates are normalised to.
         padded_height, padded_width: size of the canvas (default: the image's own); pixels beyond the
             image get linearly extrapolated coordinates (> 1).
+        top, left: the canvas starts at this pixel of the image (a crop's offset; default 0).
 
     Returns:
         (2, padded_height, padded_width) tensor: channel 0 is x (columns), channel 1 is y (rows).
@@ -39,8 +49,8 @@ def coordinate_channels(height, width, padded_height=None, padded_width=None, *,
     pw = width if padded_width is None else padded_width
     sx = 2.0 / max(width - 1, 1)
     sy = 2.0 / max(height - 1, 1)
-    xs = torch.arange(pw, device=device, dtype=dtype) * sx - 1.0
-    ys = torch.arange(ph, device=device, dtype=dtype) * sy - 1.0
+    xs = (torch.arange(pw, device=device, dtype=dtype) + left) * sx - 1.0
+    ys = (torch.arange(ph, device=device, dtype=dtype) + top) * sy - 1.0
     return torch.stack([xs[None, :].expand(ph, pw), ys[:, None].expand(ph, pw)])
 
 
@@ -164,12 +174,18 @@ class UNet(nn.Module):
         global_context: add the :class:`ContextBranch` (whole image seen at ``context_size`` pixels)
             to the bottleneck features.
         context_size: thumbnail size of the context branch (a power of two).
+        resolution_channel: append the constant channel ``log2(W / 128)`` (see the module notes).
 
     Shapes:
         x: (B, in_channels, H, W) float, any H, W >= 1.
         mask: optional (B, H, W) bool, the valid (unpadded) part of each image in a padded batch; the
             coordinate channels and global context then follow each image's own extent. Images must
             sit in the top-left corner of the canvas.
+        window: optional ``(full, offsets)`` for training on crops: ``x`` was cut from ``full``
+            (B, in_channels, Hf, Wf), or a list of B (in_channels, Hf_i, Wf_i), at ``offsets`` (B, 2)
+            int (top row, left column). Coordinates, resolution and global context then describe the
+            full images, exactly as if each were the input, so crops of large renders teach the
+            network large pixel scales at the cost of small inputs.
         output: (B, out_channels, H, W).
 
     Example:
@@ -179,7 +195,7 @@ class UNet(nn.Module):
     """
 
     def __init__(self, in_channels, out_channels, widths=(32, 64, 128, 256), coord_channels=True,
-                 global_context=False, context_size=64):
+                 global_context=False, context_size=64, resolution_channel=False):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -193,7 +209,8 @@ class UNet(nn.Module):
         self.coord_channels = bool(coord_channels)
         self.global_context = bool(global_context)
         self.context_size = int(context_size)
-        c = in_channels + (2 if self.coord_channels else 0)
+        self.resolution_channel = bool(resolution_channel)
+        c = in_channels + (2 if self.coord_channels else 0) + (1 if self.resolution_channel else 0)
         self.down = nn.ModuleList()
         for w in widths:
             self.down.append(_block(c, w))
@@ -214,36 +231,40 @@ class UNet(nn.Module):
         """Constructor arguments, as plain Python values (stored in checkpoints)."""
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "widths": list(self.widths), "coord_channels": self.coord_channels,
-                "global_context": self.global_context, "context_size": self.context_size}
+                "global_context": self.global_context, "context_size": self.context_size,
+                "resolution_channel": self.resolution_channel}
 
     def _thumbnails(self, x, extents):
-        """(B, C+2, S, S): each image's valid region (and its coordinates) resized to the context size."""
+        """(B, C+2, S, S): each image's valid region (and its coordinates) resized to the context size.
+
+        ``x``: (B, C, H, W) tensor or list of (C, H_i, W_i) tensors."""
         s = self.context_size
         out = []
         for i, (eh, ew) in enumerate(extents):
-            im = x[i:i + 1, :, :eh, :ew]
+            im = x[i][None, :, :eh, :ew]
             if (eh, ew) != (s, s):
                 im = F.interpolate(im, size=(s, s), mode="bilinear", align_corners=False,
                                    antialias=eh > s or ew > s)
             out.append(im)
         t = torch.cat(out)
-        coords = coordinate_channels(s, s, device=x.device, dtype=x.dtype).expand(len(t), -1, -1, -1)
+        coords = coordinate_channels(s, s, device=t.device, dtype=t.dtype).expand(len(t), -1, -1, -1)
         return torch.cat([t, coords], 1)
 
-    def _sample_context(self, ctx, extents, grid):
+    def _sample_context(self, ctx, extents, grid, offsets):
         """Sample the (B, C, 4, 4) context at the normalised centres of the (gh, gw) bottleneck cells."""
         m = self.multiple
         gh, gw = grid
         grids = []
-        for eh, ew in extents:
-            # cell j covers pixels [j m, (j + 1) m); its centre j m + (m - 1) / 2, normalised over the
-            # image extent with align_corners=False: (p + 0.5) / size * 2 - 1
-            gx = ((torch.arange(gw, device=ctx.device, dtype=ctx.dtype) * m + (m - 1) / 2 + 0.5) / ew) * 2 - 1
-            gy = ((torch.arange(gh, device=ctx.device, dtype=ctx.dtype) * m + (m - 1) / 2 + 0.5) / eh) * 2 - 1
+        for (eh, ew), (top, left) in zip(extents, offsets):
+            # cell j covers pixels [j m, (j + 1) m) of the input, left + j m ... of the full image; its
+            # centre, normalised over the image extent with align_corners=False: (p + 0.5) / size * 2 - 1
+            gx = ((torch.arange(gw, device=ctx.device, dtype=ctx.dtype) * m + left + (m - 1) / 2 + 0.5) / ew) * 2 - 1
+            gy = ((torch.arange(gh, device=ctx.device, dtype=ctx.dtype) * m + top + (m - 1) / 2 + 0.5) / eh) * 2 - 1
             grids.append(torch.stack([gx[None, :].expand(gh, gw), gy[:, None].expand(gh, gw)], -1))
         return F.grid_sample(ctx, torch.stack(grids), mode="bilinear", padding_mode="border", align_corners=False)
 
-    def _check(self, x, mask):
+    def _check(self, x, mask, window=None):
+        """-> (extents, offsets): each image's (height, width) and its input's (top, left) in it."""
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x must be a (B, {self.in_channels}, H, W) tensor, got {got}")
@@ -251,24 +272,47 @@ class UNet(nn.Module):
         if mask is not None and (not isinstance(mask, torch.Tensor) or mask.shape != (b, h, w)):
             got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
             raise ValueError(f"mask must be a (B, H, W) = {(b, h, w)} bool tensor, got {got}")
+        if window is not None:
+            full, offsets = window
+            if mask is not None:
+                raise ValueError("mask and window cannot be combined (a padded batch of crops)")
+            ok = (isinstance(full, (torch.Tensor, list, tuple)) and len(full) == b
+                  and all(isinstance(f, torch.Tensor) and f.ndim == 3 and f.shape[0] == self.in_channels for f in full)
+                  and isinstance(offsets, torch.Tensor) and offsets.shape == (b, 2))
+            if ok:
+                offs = [(int(t), int(l)) for t, l in offsets.tolist()]
+                extents = [tuple(f.shape[1:]) for f in full]
+                ok = all(0 <= t <= eh - h and 0 <= l <= ew - w for (t, l), (eh, ew) in zip(offs, extents))
+            if not ok:
+                got = [type(t).__name__ if not isinstance(t, torch.Tensor) else tuple(t.shape) for t in window]
+                raise ValueError(f"window must be (full images: a (B, {self.in_channels}, Hf, Wf) tensor or a list of "
+                                 f"B ({self.in_channels}, Hf, Wf) tensors, offsets: a (B, 2) tensor) with each "
+                                 f"{h}x{w} crop inside its full image, got {got}")
+            return extents, offs
         if mask is None:
-            return [(h, w)] * b
-        return [(int(mk.any(1).sum()), int(mk.any(0).sum())) for mk in mask]
+            return [(h, w)] * b, [(0, 0)] * b
+        return [(int(mk.any(1).sum()), int(mk.any(0).sum())) for mk in mask], [(0, 0)] * b
 
-    def _encode(self, x, extents):
+    def _encode(self, x, extents, offsets=None):
         """Pad to a multiple, append coordinates, run the down path -> list of features per level."""
         b, _, h, w = x.shape
         m = self.multiple
         ph, pw = -(-h // m) * m, -(-w // m) * m
         if (ph, pw) != (h, w):
             x = F.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
+        if offsets is None:
+            offsets = [(0, 0)] * b
         if self.coord_channels:
             if all(e == (h, w) for e in extents):
                 coords = coordinate_channels(h, w, ph, pw, device=x.device, dtype=x.dtype).expand(b, -1, -1, -1)
             else:
-                coords = torch.stack([coordinate_channels(eh, ew, ph, pw, device=x.device, dtype=x.dtype)
-                                      for eh, ew in extents])
+                coords = torch.stack([coordinate_channels(eh, ew, ph, pw, top=t, left=l, device=x.device,
+                                                          dtype=x.dtype)
+                                      for (eh, ew), (t, l) in zip(extents, offsets)])
             x = torch.cat([x, coords], 1)
+        if self.resolution_channel:
+            res = torch.tensor([math.log2(ew / 128) for _, ew in extents], device=x.device, dtype=x.dtype)
+            x = torch.cat([x, res[:, None, None, None].expand(b, 1, ph, pw)], 1)
         skips = []
         for i, block in enumerate(self.down):
             if i:
@@ -283,16 +327,17 @@ class UNet(nn.Module):
         The encoder alone, without the context branch or decoder (used for self-supervised
         pretraining of the encoder).
         """
-        return self._encode(x, self._check(x, None))[-1]
+        return self._encode(x, self._check(x, None)[0])[-1]
 
-    def forward(self, x, mask=None):
-        extents = self._check(x, mask)
+    def forward(self, x, mask=None, *, window=None):
+        extents, offsets = self._check(x, mask, window)
         h, w = x.shape[-2:]
-        thumbs = self._thumbnails(x, extents) if self.context is not None else None
-        skips = self._encode(x, extents)
+        if self.context is not None:
+            thumbs = self._thumbnails(x if window is None else window[0], extents)
+        skips = self._encode(x, extents, offsets)
         x = skips[-1]
         if self.context is not None:
-            x = x + self._sample_context(self.context(thumbs), extents, x.shape[-2:])
+            x = x + self._sample_context(self.context(thumbs), extents, x.shape[-2:], offsets)
         for block, skip in zip(self.up, reversed(skips[:-1])):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], 1))

@@ -62,15 +62,23 @@ class TrainConfig:
     Attributes:
         task: "depth" or "silhouette".
         out: output directory.
-        size: training images are ``size x size`` renders of :mod:`data.scenes`.
+        size: the network trains on ``size x size`` images (and validates on ``size x size`` renders).
+        render_size: training scenes are rendered at ``render_size x render_size`` (0: ``size``).
         train, val: number of train and validation scenes.
         label_fraction: share of the train scenes whose labels are used (the first ones).
-        widths, coord_channels, global_context, context_size: the :class:`carve.nets.UNet`.
+        widths, coord_channels, global_context, context_size, resolution_channel: the
+            :class:`carve.nets.UNet`; ``resolution_channel`` None means on exactly when batches mix
+            resolutions (crops, ``render_size > size``, and ``scale_min < 1``), the only way it can be
+            learned: BatchNorm removes what a whole batch shares.
         epochs, batch_size (global, over all ranks), lr (peak), weight_decay, warmup (share of the
             steps with a linear warm-up; the rest decays on a cosine to 1% of lr), clip (grad norm).
-        scale_min: each training batch is resized by a factor drawn in [scale_min, 1] (same field of
-            view, fewer pixels), so that the network sees objects at several pixel sizes and keeps
-            working at other resolutions; 1 turns this off.
+        scale_min: each training batch is resized by a factor drawn in [scale_min, 1] of the render
+            (same field of view, fewer pixels), so that the network sees objects at several pixel
+            sizes and keeps working at other resolutions; 1 turns this off. Resized batches larger
+            than ``size`` are cut into random ``size x size`` crops whose coordinates and global
+            context still describe the whole picture (see ``window`` in :class:`carve.nets.UNet`):
+            with ``render_size = 2 size`` the network learns the pixel scales of images up to twice
+            its training input for the price of ``size``-pixel inputs.
         silog_lambda, grad_weight: the depth loss (:func:`carve.losses.depth_loss`).
         pretrain: None, or "rotation" to first pretrain the encoder on the unlabeled train renders
             by predicting 0/90/180/270 degree rotations for ``pretrain_epochs`` epochs.
@@ -81,6 +89,7 @@ class TrainConfig:
     task: str = "depth"
     out: str = "runs/depth"
     size: int = 128
+    render_size: int = 0
     train: int = 2000
     val: int = 200
     label_fraction: float = 1.0
@@ -88,6 +97,7 @@ class TrainConfig:
     coord_channels: bool = True
     global_context: bool = True
     context_size: int = 64
+    resolution_channel: bool | None = None
     epochs: int = 20
     batch_size: int = 16
     lr: float = 2e-3
@@ -114,13 +124,27 @@ class TrainConfig:
             raise ValueError(f"label_fraction must be in (0, 1], got {self.label_fraction!r}")
         if self.pretrain not in (None, "rotation"):
             raise ValueError(f"pretrain must be None or 'rotation', got {self.pretrain!r}")
+        if not isinstance(self.render_size, int) or isinstance(self.render_size, bool) or self.render_size < 0:
+            raise ValueError(f"render_size must be a non-negative int (0 = size), got {self.render_size!r}")
         if self.size % (2 ** (len(self.widths) - 1)):
             raise ValueError(f"size must be a multiple of 2**(len(widths)-1) = {2 ** (len(self.widths) - 1)} "
                              f"for training, got {self.size}")
         if not 0 < self.scale_min <= 1:
             raise ValueError(f"scale_min must be in (0, 1], got {self.scale_min!r}")
+        mixed = self.train_render_size > self.size and self.scale_min < 1  # crops at per-image scales
+        if self.resolution_channel is None:
+            self.resolution_channel = mixed
+        elif self.resolution_channel and not mixed:
+            raise ValueError(f"resolution_channel needs batches that mix resolutions, i.e. render_size > size and "
+                             f"scale_min < 1, got render_size {self.render_size}, size {self.size}, scale_min "
+                             f"{self.scale_min}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
+
+    @property
+    def train_render_size(self):
+        """Size at which the training scenes are rendered."""
+        return self.render_size or self.size
 
     def to_dict(self):
         d = dataclasses.asdict(self)
@@ -329,27 +353,32 @@ def _color_jitter(x, g, strength=0.15):
 class ImageModel(nn.Module):
     """A UNet on standardised RGB images; subclasses add the task's head.
 
-    Shapes: ``images`` (B, 3, H, W) float in [0, 1]; ``mask`` optional (B, H, W) bool (padding).
+    Shapes: ``images`` (B, 3, H, W) float in [0, 1]; ``mask`` optional (B, H, W) bool (padding);
+    ``window`` optional (full images, offsets (B, 2)) when ``images`` are crops (see
+    :class:`carve.nets.UNet`).
     """
 
     task = None
 
     def __init__(self, widths=(8, 16, 32, 64, 128), coord_channels=True, global_context=True, context_size=64,
-                 out_channels=1):
+                 out_channels=1, resolution_channel=False):
         super().__init__()
         from carve.nets import UNet
 
         self.unet = UNet(3, out_channels, widths=widths, coord_channels=coord_channels,
-                         global_context=global_context, context_size=context_size)
+                         global_context=global_context, context_size=context_size,
+                         resolution_channel=resolution_channel)
         self.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
 
     def config(self):
         c = self.unet.config()
-        return {k: c[k] for k in ("widths", "coord_channels", "global_context", "context_size")}
+        return {k: c[k] for k in ("widths", "coord_channels", "global_context", "context_size", "resolution_channel")}
 
-    def features(self, images, mask=None):
-        return self.unet((images - self.image_mean) / self.image_std, mask)
+    def features(self, images, mask=None, window=None):
+        if window is not None:
+            window = ([(f - self.image_mean[0]) / self.image_std[0] for f in window[0]], window[1])
+        return self.unet((images - self.image_mean) / self.image_std, mask, window=window)
 
     def encoder_features(self, images):
         """Deepest encoder features (B, C, h, w) of the standardised images (for pretraining)."""
@@ -599,8 +628,8 @@ def _train_epochs(model, ddp_model, opt, sched, ds, loader, sampler, epochs, sta
                       disable=None if progress else True)
         for k, batch in enumerate(it):
             batch = {n: v.to(device, non_blocking=True) for n, v in batch.items()}
-            if cfg.scale_min < 1:
-                batch = _rescale_batch(batch, cfg, _generator(cfg.seed, 5, epoch * len(loader) + k))
+            if cfg.scale_min < 1 or batch["image"].shape[-1] > cfg.size:
+                batch = _scale_and_crop(batch, cfg, _generator(cfg.seed, 5, epoch * len(loader) + k))
             loss, parts = step_fn(ddp_model, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -626,24 +655,55 @@ def _train_epochs(model, ddp_model, opt, sched, ds, loader, sampler, epochs, sta
         yield epoch, record
 
 
-def _rescale_batch(batch, cfg, g):
-    """Resize a batch by a random factor in [cfg.scale_min, 1] (image: area-averaged; labels: nearest)."""
-    s = cfg.scale_min + (1 - cfg.scale_min) * float(torch.rand(1, generator=g))
+def _scale_and_crop(batch, cfg, g):
+    """Resize a batch by random factors in [cfg.scale_min, 1] (image: area-averaged; labels: nearest).
+
+    Renders no larger than ``cfg.size`` share one factor (the batch keeps one size). Larger renders
+    are training on crops: each image gets its own factor (sizes below ``cfg.size`` are raised to
+    it) and a random ``size x size`` crop, so that every batch mixes resolutions, and the batch
+    gains ``full_image`` (the list of resized images) and ``offset`` (B, 2) (top, left): the model's
+    ``window`` (see :func:`window_of`).
+    """
     m = 2 ** (len(cfg.widths) - 1)
     h, w = batch["image"].shape[-2:]
-    size = (max(m, int(round(h * s / m)) * m), max(m, int(round(w * s / m)) * m))
-    if size == (h, w):
-        return batch
-    out = {}
-    for name, v in batch.items():
+    b = len(batch["image"])
+    crop = max(h, w) > cfg.size
+    factors = cfg.scale_min + (1 - cfg.scale_min) * torch.rand(b if crop else 1, generator=g)
+    sizes = [(max(m, int(round(h * float(s) / m)) * m), max(m, int(round(w * float(s) / m)) * m)) for s in factors]
+    if crop:
+        sizes = [(max(sh, min(cfg.size, h)), max(sw, min(cfg.size, w))) for sh, sw in sizes]
+    per_pixel = [n for n, v in batch.items() if v.ndim >= 3 and v.shape[-2:] == (h, w)]
+
+    def resized(v, name, size):
+        if size == (h, w):
+            return v
         if name == "image":
-            out[name] = F.interpolate(v, size=size, mode="bilinear", antialias=True, align_corners=False)
-        elif v.ndim == 3 and v.shape[-2:] == (h, w):
-            f = F.interpolate(v[:, None].float(), size=size, mode="nearest")[:, 0]
-            out[name] = f.to(v.dtype)
-        else:
-            out[name] = v
+            return F.interpolate(v, size=size, mode="bilinear", antialias=True, align_corners=False)
+        return F.interpolate(v[:, None].float(), size=size, mode="nearest")[:, 0].to(v.dtype)
+
+    if not crop:
+        return {n: resized(v, n, sizes[0]) if n in per_pixel else v for n, v in batch.items()}
+    ch, cw = min(cfg.size, h), min(cfg.size, w)
+    out = {n: v for n, v in batch.items() if n not in per_pixel}
+    parts = {n: [] for n in per_pixel}
+    full, offset = [], []
+    for i, (sh, sw) in enumerate(sizes):
+        t = int(torch.randint(0, sh - ch + 1, (1,), generator=g))
+        l = int(torch.randint(0, sw - cw + 1, (1,), generator=g))
+        for n in per_pixel:
+            v = resized(batch[n][i:i + 1], n, (sh, sw))
+            if n == "image":
+                full.append(v[0])
+            parts[n].append(v[0, ..., t:t + ch, l:l + cw])
+        offset.append((t, l))
+    out.update({n: torch.stack(p) for n, p in parts.items()})
+    out["full_image"], out["offset"] = full, torch.tensor(offset, device=batch["image"].device)
     return out
+
+
+def window_of(batch):
+    """The model's ``window`` argument for a training batch: None, or (list of full images, offsets) of crops."""
+    return (batch["full_image"], batch["offset"]) if "full_image" in batch else None
 
 
 def pretrain_rotation(model, scenes, cfg, device, epochs=None, progress=True):
@@ -776,7 +836,8 @@ def _fit(cfg, resume, progress, scenes, device, cache_dir, stop_after):
 
     t_render = time.perf_counter()
     if scenes is None:
-        scenes = {"train": render_split("train", cfg.train, cfg.size, progress=progress, cache_dir=cache_dir),
+        scenes = {"train": render_split("train", cfg.train, cfg.train_render_size, progress=progress,
+                                        cache_dir=cache_dir),
                   "val": render_split("val", cfg.val, cfg.size, progress=progress, cache_dir=cache_dir)
                   if cfg.val else None}
     render_seconds = time.perf_counter() - t_render
@@ -785,7 +846,7 @@ def _fit(cfg, resume, progress, scenes, device, cache_dir, stop_after):
     labeled = scenes["train"].subset(n_labeled)
 
     model = task.build(widths=cfg.widths, coord_channels=cfg.coord_channels, global_context=cfg.global_context,
-                       context_size=cfg.context_size)
+                       context_size=cfg.context_size, resolution_channel=cfg.resolution_channel)
     task.init_from_data(model, labeled)
     model.to(device)
     history, pre_history = [], []
@@ -818,7 +879,8 @@ def _fit(cfg, resume, progress, scenes, device, cache_dir, stop_after):
     for rec in history:
         if task.primary in rec and (best is None or task.better(rec[task.primary], best[task.primary])):
             best = rec
-    _log(f"[{cfg.task}] {n_labeled} labeled train scenes, {cfg.val} val scenes at {cfg.size}x{cfg.size}; "
+    _log(f"[{cfg.task}] {n_labeled} labeled train scenes at {cfg.train_render_size}x{cfg.train_render_size} "
+         f"(inputs {cfg.size}x{cfg.size}), {cfg.val} val scenes at {cfg.size}x{cfg.size}; "
          f"{sum(p.numel() for p in model.parameters()):,} parameters; {_world()} process(es) on {device}; "
          f"epochs {start + 1}..{cfg.epochs}")
 
@@ -862,7 +924,9 @@ def add_arguments(parser, task="depth"):
     """Add the training options of :class:`TrainConfig` to an argparse parser."""
     d = TrainConfig(task=task)
     parser.add_argument("--out", default=f"runs/{task}", help="output directory (default: %(default)s)")
-    parser.add_argument("--size", type=int, default=d.size, help="training image size in pixels (square)")
+    parser.add_argument("--size", type=int, default=d.size, help="training input size in pixels (square)")
+    parser.add_argument("--render-size", type=int, default=d.render_size,
+                        help="render training scenes at this size and train on --size crops (0 = --size)")
     parser.add_argument("--train", type=int, default=d.train, help="number of training scenes")
     parser.add_argument("--val", type=int, default=d.val, help="number of validation scenes")
     parser.add_argument("--label-fraction", type=float, default=d.label_fraction,
@@ -871,6 +935,8 @@ def add_arguments(parser, task="depth"):
                         default=d.widths, help="UNet widths per level, e.g. 8,16,32,64,128")
     parser.add_argument("--no-coord-channels", action="store_true", help="drop the CoordConv channels")
     parser.add_argument("--no-global-context", action="store_true", help="drop the global-context branch")
+    parser.add_argument("--no-resolution-channel", action="store_true",
+                        help="drop the resolution channel (by default on when --render-size exceeds --size)")
     parser.add_argument("--context-size", type=int, default=d.context_size,
                         help="thumbnail size seen by the global-context branch (power of two)")
     parser.add_argument("--epochs", type=int, default=d.epochs)
@@ -898,9 +964,10 @@ def add_arguments(parser, task="depth"):
 
 def config_from_args(args, task="depth"):
     """The :class:`TrainConfig` of parsed :func:`add_arguments` options."""
-    kw = dict(task=task, out=args.out, size=args.size, train=args.train, val=args.val,
+    kw = dict(task=task, out=args.out, size=args.size, render_size=args.render_size, train=args.train, val=args.val,
               label_fraction=args.label_fraction, widths=args.widths,
               coord_channels=not args.no_coord_channels, global_context=not args.no_global_context,
+              resolution_channel=False if args.no_resolution_channel else None,
               context_size=args.context_size,
               epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
               warmup=args.warmup, scale_min=args.scale_min, pretrain=args.pretrain, pretrain_epochs=args.pretrain_epochs,
@@ -939,13 +1006,16 @@ def model_card(path, evaluation=None):
     n_params = sum(v.numel() for k, v in ck["state_dict"].items() if not k.endswith("num_batches_tracked")
                    and "running" not in k)
     best = meta.get("metrics") or {}
+    render = cfg.get("render_size") or cfg.get("size")
     lines = [
         f"## {Path(path).name}: {ck['task']} model",
         "",
         f"- Network: UNet widths {cfg.get('widths')}, CoordConv {cfg.get('coord_channels')}, "
+        f"resolution channel {cfg.get('resolution_channel', False)}, "
         f"global context {cfg.get('global_context')} (thumbnail {cfg.get('context_size')} px); "
         f"{n_params:,} parameters, {size_mb:.2f} MB (float32).",
-        f"- Data: procedural scenes of `data.scenes` rendered at {cfg.get('size')}x{cfg.get('size')}; "
+        f"- Data: procedural scenes of `data.scenes` rendered at {render}x{render}"
+        + (f" and seen as {cfg.get('size')}x{cfg.get('size')} crops" if render != cfg.get("size") else "") + "; "
         f"train scene seeds 0..{cfg.get('train', 0) - 1} ({cfg.get('label_fraction', 1.0):.0%} of their labels used), "
         f"validation seeds {SPLIT_SEEDS['val']}..{SPLIT_SEEDS['val'] + cfg.get('val', 0) - 1}; test seeds start at "
         f"{SPLIT_SEEDS['test']:,} and were never seen in training.",

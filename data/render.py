@@ -90,7 +90,9 @@ def texture_factor(spec, points):
     scale = float(spec.get("scale", 4.0))
     contrast = float(np.clip(spec.get("contrast", 0.5), 0, 1))
     if kind == "checker":
-        c = np.floor(points * scale).astype(np.int64).sum(axis=1) % 2
+        # cells are centred on the lattice, so that a plane through it (the ground, z = 0) lies
+        # mid-cell rather than on a cell border, where rounding noise would flip the parity
+        c = np.floor(points * scale + 0.5).astype(np.int64).sum(axis=1) % 2
         t = c.astype(np.float64)
     elif kind == "stripes":
         t = 0.5 + 0.5 * np.sin(2 * np.pi * scale * points[:, 2] + 3.0 * points[:, 0])

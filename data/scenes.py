@@ -1,10 +1,16 @@
 """Procedural scenes for learning: random primitives on a ground plane, rendered with exact depth.
 
-Each scene has a textured ground plane, 1 to 5 primitives (sphere, box, cylinder, cone, capsule,
+Each scene has a checkered ground plane, 1 to 5 primitives (sphere, box, cylinder, cone, capsule,
 torus) with random colours, sizes, poses and solid textures (checker, stripes, value noise), a
 random directional light with shadows, a random sky colour, and a random look-at camera. A seed
 fixes all of it; the size only decides how finely it is sampled, so ``sample(s, (64, 64))`` and
 ``sample(s, (256, 256))`` show the same scene from the same camera (same field of view).
+
+Metric depth must be readable from a single picture, as it is in real photographs taken with one
+camera model (fixed intrinsics, floor tiles of a usual size). So every scene shares the horizontal
+field of view :data:`FOV` and the ground's checker has squares of :data:`FLOOR_SQUARE` units (its
+colours and contrast vary): the horizon and the squares' size then fix the camera's height and
+pitch, and objects standing on the floor get their distance from their contact line.
 
     >>> from data import scenes
     >>> s = scenes.sample(0, size=(96, 128))
@@ -23,10 +29,12 @@ import numpy as np
 
 from geometry import Camera
 
-__all__ = ["Scene", "generate", "camera", "sample", "samples"]
+__all__ = ["Scene", "generate", "camera", "sample", "samples", "FOV", "FLOOR_SQUARE"]
 
 PRIMITIVES = ("sphere", "box", "cylinder", "cone", "capsule", "torus")
 TEXTURES = (None, "checker", "stripes", "noise")
+FOV = 55.0  # horizontal field of view of every scene's camera, degrees
+FLOOR_SQUARE = 0.5  # side of the ground's checker squares, world units
 
 
 @dataclass
@@ -100,10 +108,8 @@ def generate(seed: int) -> Scene:
     gcol = _color(rng)
     gcol = tuple(int(0.55 * c + 0.45 * 160) for c in gcol)  # muted
     ground.visual = trimesh.visual.ColorVisuals(ground, face_colors=np.tile([*gcol, 255], (2, 1)))
-    gtex = _texture(rng)
-    if gtex is None or gtex["kind"] == "stripes":  # stripes seen edge-on alias badly on a floor
-        gtex = {"kind": "checker", "scale": 1.0, "contrast": 0.3, "color": (40, 40, 40)}
-    gtex["scale"] = gtex["scale"] / 4  # a coarser pattern on the floor
+    gtex = {"kind": "checker", "scale": 1.0 / FLOOR_SQUARE, "contrast": float(rng.uniform(0.2, 0.6)),
+            "color": _color(rng)}
     ground.metadata.update(texture=gtex, silhouette=False, name="ground")
     meshes, kinds = [ground], []
     for _ in range(int(rng.integers(1, 6))):
@@ -123,7 +129,7 @@ def generate(seed: int) -> Scene:
     el, az = np.radians(rng.uniform(15, 55)), rng.uniform(0, 2 * np.pi)
     target = np.array([rng.uniform(-0.3, 0.3), rng.uniform(-0.3, 0.3), rng.uniform(0.1, 0.4)])
     eye = target + dist * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
-    fov = float(rng.uniform(45, 65))
+    fov = FOV
     lel, laz = np.radians(rng.uniform(25, 75)), rng.uniform(0, 2 * np.pi)
     light = np.array([np.cos(lel) * np.cos(laz), np.cos(lel) * np.sin(laz), np.sin(lel)])
     ambient = float(rng.uniform(0.25, 0.45))

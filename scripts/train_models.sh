@@ -14,15 +14,15 @@ CACHE=$R/scene-cache
 mkdir -p "$L"
 COMMON=(--size 128 --train 4000 --val 200 --batch-size 16 --scale-min 0.5 --seed 0 --threads 2 --cache-dir "$CACHE")
 
-depth() {  # about 4 min of rendering and 12-18 min of training on 2 quiet cores
-  $PY -m carve.depth --out "$R/depth_default" "${COMMON[@]}" --widths 8,16,32,64,128 --context-size 64 \
-    --epochs 18 --lr 2e-3 > "$L/depth.log" 2>&1
+depth() {  # 128 px crops of 256 px renders: about 3 min of rendering and 25 min of training on 2 quiet cores
+  $PY -m carve.depth --out "$R/depth_default" "${COMMON[@]}" --render-size 256 --widths 8,16,32,64,128 \
+    --context-size 64 --epochs 22 --lr 2e-3 > "$L/depth.log" 2>&1
 }
-eval_depth() {  # the model against the training set's mean depth map, at 128 and 256 px
-  $PY benchmarks/eval_depth.py --model shipped="$R/depth_default/model.pt" --n 200 --cache-dir "$CACHE" \
+eval_depth() {  # the model against the training set's mean depth map, at 128, 256 and 384 px
+  $PY benchmarks/eval_depth.py --model shipped="$R/depth_default/model.pt" --n 200 --scales 1,2,3 --cache-dir "$CACHE" \
     --speed --threads 2 --json "$R/depth_default/eval.json" > "$R/depth_default/eval.txt" 2> "$L/eval_depth.log"
 }
-silhouette() {  # reuses the cached renders; 10-14 min
+silhouette() {  # renders the train scenes at 128 px (1 min), then 8-12 min
   $PY -m carve.learned_silhouettes --out "$R/silhouette_default" "${COMMON[@]}" --widths 8,16,32,64,128 \
     --context-size 64 --epochs 10 --lr 2e-3 > "$L/silhouette.log" 2>&1
 }
@@ -35,7 +35,7 @@ pretrain() {  # rotation pretraining against scratch, on the same 10% of the lab
   $PY -m carve.depth --out "$R/depth_rotation10" "${COMMON[@]}" --label-fraction 0.1 --epochs 40 \
     --pretrain rotation --pretrain-epochs 4 > "$L/rotation10.log" 2>&1
   $PY benchmarks/eval_depth.py --model rotation-pretrained-10%="$R/depth_rotation10/model.pt" \
-    --model scratch-10%="$R/depth_scratch10/model.pt" --n 200 --cache-dir "$CACHE" --no-2x \
+    --model scratch-10%="$R/depth_scratch10/model.pt" --n 200 --cache-dir "$CACHE" --scales 1 \
     > "$R/depth_rotation10/compare.txt" 2> "$L/eval_pretrain.log"
 }
 install() {  # copy the weights into the package and write the model card

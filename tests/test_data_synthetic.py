@@ -90,6 +90,29 @@ def test_scene_depth_is_metric():
     assert (s["depth"][0] == 0).any() or (s["depth"] > 0).all()         # sky has no depth
 
 
+def _floor_parity_accuracy(sample, square):
+    """Share of ground pixels (inside cells, near the camera) whose colour tells their checker parity
+    for cells of side ``square``: about 1 when the floor's squares have that size, about 0.5 if not."""
+    ground = (sample["depth"] > 0) & ~sample["mask"]
+    pts = depth_to_points(np.where(ground, sample["depth"], 0), sample["camera"])
+    q = pts[:, :2] / square + 0.5  # cells are centred on the lattice
+    parity = (np.floor(q).sum(1) % 2).astype(bool)
+    inner = (np.abs(q - np.round(q)).min(1) > 0.15) & (np.linalg.norm(pts - sample["camera"].center[0], axis=1) < 6)
+    rgb, p = sample["image"][ground].astype(float)[inner], parity[inner]
+    m0, m1 = rgb[~p].mean(0), rgb[p].mean(0)
+    return float(((np.linalg.norm(rgb - m1, axis=1) < np.linalg.norm(rgb - m0, axis=1)) == p).mean())
+
+
+def test_scenes_carry_a_metric_cue():
+    """One field of view for all, and floor squares of FLOOR_SQUARE units: depth is readable from a picture."""
+    for seed in range(3):
+        s = scenes.sample(seed, size=(96, 128))
+        f = 64 / np.tan(np.radians(scenes.FOV) / 2)
+        assert np.isclose(s["camera"].K[0, 0, 0], f) and np.isclose(s["camera"].K[0, 1, 1], f)
+        assert _floor_parity_accuracy(s, scenes.FLOOR_SQUARE) > 0.9
+        assert _floor_parity_accuracy(s, 0.8 * scenes.FLOOR_SQUARE) < 0.75  # the test can tell sizes apart
+
+
 def test_scene_rate():
     scenes.sample(0)  # imports and first-call set-up
     t = time.perf_counter()

@@ -67,9 +67,12 @@ def test_two_gloo_ranks_match_each_other_and_one_process(tmp_path):
         torch.set_num_threads(n)
     single = res["model"].state_dict()
     assert len(res["history"]) == 2
+    # Float sums in another order differ in the last bits; Adam divides by the gradients' RMS, which
+    # magnifies that for weights with tiny gradients (up to 2.4e-5 here, in the context branch; most
+    # weights agree to 1e-6). Per-process BatchNorm statistics would put them 0.047 apart.
     for k, v in single.items():
         if v.dtype.is_floating_point:
-            assert torch.allclose(v, r0[k], rtol=1e-4, atol=1e-5), \
+            assert torch.allclose(v, r0[k], rtol=1e-4, atol=1e-4), \
                 f"{k}: one process and two ranks differ by {float((v - r0[k]).abs().max()):.3g}"
         else:
             assert torch.equal(v, r0[k]), k

@@ -189,6 +189,17 @@ def test_resume_continues_exactly(tmp_path, scenes32):
             resume=tmp_path / "r" / "model.pt", progress=False, scenes=scenes32)
 
 
+def test_training_on_crops_of_larger_renders(tmp_path, scenes32):
+    """render_size > size: batches are rescaled and cut into size x size crops with their window."""
+    cfg = TrainConfig(task="depth", out=str(tmp_path / "c"), epochs=2, scale_min=0.5, **dict(TINY, size=16, render_size=32))
+    res = fit(cfg, progress=False, scenes=scenes32)
+    assert np.isfinite(res["history"][-1]["train_loss"]) and res["history"][-1]["train_loss"] < res["history"][0]["train_loss"]
+    stored = load_checkpoint(tmp_path / "c" / "model.pt", "depth")["metadata"]["config"]
+    assert stored["size"] == 16 and stored["render_size"] == 32
+    from carve.training import model_card
+    assert "rendered at 32x32 and seen as 16x16 crops" in model_card(tmp_path / "c" / "model.pt")
+
+
 def test_rotation_pretraining_runs_and_feeds_finetuning(tmp_path, scenes32):
     cfg = TrainConfig(task="depth", out=str(tmp_path / "p"), epochs=1, pretrain="rotation", pretrain_epochs=2,
                       label_fraction=0.5, **TINY)
@@ -205,10 +216,19 @@ def test_config_and_cli_arguments():
     p = argparse.ArgumentParser()
     depth.add_train_depth_arguments(p)
     args = p.parse_args(["--size", "64", "--widths", "4,8", "--epochs", "2", "--pretrain", "rotation",
-                         "--label-fraction", "0.1", "--out", "x"])
+                         "--label-fraction", "0.1", "--out", "x", "--render-size", "128"])
     from carve.training import config_from_args
     cfg = config_from_args(args)
     assert cfg.size == 64 and cfg.widths == (4, 8) and cfg.pretrain == "rotation" and cfg.label_fraction == 0.1
+    assert cfg.render_size == 128 and cfg.train_render_size == 128 and TrainConfig(size=64).train_render_size == 64
+    with pytest.raises(ValueError, match="render_size must be"):
+        TrainConfig(render_size=-1)
+    # the resolution channel follows the batches that mix resolutions, and cannot be forced without them
+    assert TrainConfig(size=64, render_size=128, scale_min=0.5).resolution_channel is True
+    assert TrainConfig(size=64, render_size=128).resolution_channel is False
+    assert TrainConfig(size=64, render_size=128, scale_min=0.5, resolution_channel=False).resolution_channel is False
+    with pytest.raises(ValueError, match="resolution_channel needs"):
+        TrainConfig(size=64, scale_min=0.5, resolution_channel=True)
     with pytest.raises(ValueError, match="size must be a multiple"):
         TrainConfig(size=30, widths=(4, 8, 16))
     with pytest.raises(ValueError, match="label_fraction"):
@@ -222,16 +242,23 @@ def test_config_and_cli_arguments():
 
 @pytest.mark.skipif(not depth.default_model_path().is_file(), reason="the shipped depth model has not been trained yet")
 def test_shipped_model_predicts_held_out_scenes():
+    """The issue's goals on 6 held-out scenes: AbsRel <= 0.08, delta1 >= 0.93, and at 2x the resolution
+    delta1 drops by at most 0.03 (benchmarks/eval_depth.py measures them on 200)."""
+    from carve.depth_metrics import depth_metrics
     from data import scenes
 
     ck = load_checkpoint(depth.default_model_path(), "depth")
     size = ck["metadata"]["config"]["size"]
-    test = [scenes.sample(20_000_000 + i, size=(size, size)) for i in range(6)]
-    pred = predict(np.stack([s["image"] for s in test]))  # model=None: the shipped default
-    from carve.depth_metrics import depth_metrics
-    m = depth_metrics(pred, np.stack([s["depth"] for s in test]))
-    assert m["abs_rel"] < 0.15 and m["delta1"] > 0.8
+    m = {}
+    for k in (1, 2):
+        test = [scenes.sample(20_000_000 + i, size=(k * size, k * size)) for i in range(6)]
+        pred = predict(np.stack([s["image"] for s in test]))  # model=None: the shipped default
+        m[k] = depth_metrics(pred, np.stack([s["depth"] for s in test]))
+    assert m[1]["abs_rel"] < 0.08 and m[1]["delta1"] > 0.93, m[1]
+    assert m[2]["delta1"] > m[1]["delta1"] - 0.03, m
     assert depth.default_model_path().stat().st_size < 10 * 2 ** 20
+
+
 
 
 def test_predicted_depths_feed_carve_depth(net):

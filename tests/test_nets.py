@@ -100,6 +100,75 @@ def test_padded_batch_with_mask_matches_single_images():
     assert (unmasked - ya[0, :, :12, :20]).abs().max() > (out[0, :, :12, :20] - ya[0, :, :12, :20]).abs().max()
 
 
+@pytest.mark.parametrize("context", [False, True])
+def test_window_makes_a_crop_see_its_full_image(context):
+    """A crop run with ``window`` gives the full image's output away from its borders, which the
+    crop's own coordinates and thumbnail would not."""
+    torch.manual_seed(0)
+    net = UNet(3, 1, widths=(4, 8, 16), global_context=context, context_size=16).eval()
+    full = torch.rand(2, 3, 64, 80)
+    y = net(full)
+    offsets = torch.tensor([[16, 8], [4, 40]])  # multiples of the pooling factor keep the grids aligned
+    crops = torch.stack([full[i, :, t:t + 32, l:l + 32] for i, (t, l) in enumerate(offsets.tolist())])
+    windowed, plain = net(crops, window=(full, offsets)), net(crops)
+    m = 14  # beyond the receptive field's reach into the missing surroundings
+    for i, (t, l) in enumerate(offsets.tolist()):
+        ref = y[i, :, t + m:t + 32 - m, l + m:l + 32 - m]
+        assert torch.allclose(windowed[i, :, m:-m, m:-m], ref, atol=1e-4)
+        assert (plain[i, :, m:-m, m:-m] - ref).abs().max() > 1e-3
+    assert torch.equal(coordinate_channels(64, 80, 32, 32, top=16, left=8), coordinate_channels(64, 80)[:, 16:48, 8:40])
+    with pytest.raises(ValueError, match="window must be"):
+        net(crops, window=(full, torch.tensor([[40, 0], [0, 0]])))  # the crop would leave the image
+    with pytest.raises(ValueError, match="window must be"):
+        net(crops, window=(full[:1], offsets))
+    as_list = net(crops, window=(list(full), offsets))  # full images may come as a list (of any sizes)
+    assert torch.allclose(as_list, windowed, atol=1e-6)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        net(crops, torch.ones(2, 32, 32, dtype=torch.bool), window=(full, offsets))
+
+
+def test_scale_and_crop_keeps_images_and_labels_aligned():
+    from carve.training import TrainConfig, _generator, _scale_and_crop, window_of
+
+    cfg = TrainConfig(size=32, render_size=64, widths=(4, 8), scale_min=0.5)
+    img = torch.rand(3, 3, 64, 64)
+    label = img[:, 0] * 10  # a label that is a function of the image, pixel by pixel
+    sizes, mixed = set(), False
+    for k in range(12):
+        out = _scale_and_crop({"image": img, "label": label, "id": torch.arange(3)}, cfg, _generator(0, k))
+        assert out["image"].shape[-2:] == (32, 32) and out["label"].shape == (3, 32, 32)
+        assert torch.equal(out["id"], torch.arange(3))
+        full, offsets = window_of(out)
+        widths = [f.shape[-1] for f in full]
+        sizes.update(widths)
+        mixed |= len(set(widths)) > 1  # resolutions mix within a batch, so BatchNorm cannot remove them
+        for i, (t, l) in enumerate(offsets.tolist()):
+            assert 32 <= widths[i] <= 64 and widths[i] % 2 == 0
+            assert torch.equal(out["image"][i], full[i][:, t:t + 32, l:l + 32])
+            if widths[i] == 64:  # not resized: the label is exactly the cropped image's
+                assert torch.equal(out["label"][i], out["image"][i, 0] * 10)
+    assert len(sizes) > 3 and mixed
+    small = _scale_and_crop({"image": img[..., :32, :32]}, TrainConfig(size=32, widths=(4, 8)), _generator(0, 0))
+    assert window_of(small) is None and small["image"].shape[-1] == 32
+    one = _scale_and_crop({"image": img[..., :32, :32]}, TrainConfig(size=32, widths=(4, 8), scale_min=0.5),
+                          _generator(0, 1))
+    assert window_of(one) is None and one["image"].shape[-1] < 32  # one factor for a batch that is not cropped
+
+
+def test_resolution_channel_tells_the_network_the_pixel_scale():
+    """Same picture content, different stated widths: only the resolution channel can tell them apart."""
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 32, 32)
+    for flag in (False, True):
+        net = UNet(3, 1, widths=(4, 8), coord_channels=False, resolution_channel=flag).eval()
+        small = net(x, window=([x[0]], torch.zeros(1, 2, dtype=torch.long)))
+        big = net(x, window=([torch.nn.functional.pad(x[0], (0, 32, 0, 32))], torch.zeros(1, 2, dtype=torch.long)))
+        # away from the crop's far borders, only the resolution channel (64 vs 32 wide) differs
+        d = (small - big)[..., :16, :16].abs().max()
+        assert (d > 1e-3) if flag else (d < 1e-6)
+    assert UNet(3, 1, widths=(4,), resolution_channel=True).config()["resolution_channel"] is True
+
+
 def test_global_batchnorm_is_batchnorm_without_process_group():
     torch.manual_seed(0)
     net = UNet(3, 1, widths=(4, 8))
