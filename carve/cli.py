@@ -25,8 +25,8 @@ EXAMPLES = {
               "  carve render table /tmp/table --views 36 --size 320x240",
     "bench": "examples:\n  carve bench project\n  carve bench carve -- --quick",
     "depth": "examples:\n  carve depth photo.jpg\n  carve depth shots/*.png --out depth-out --fov 70",
-    "train-depth": ("examples:\n  carve train-depth --out runs/depth --size 128 --render-size 256 --scale-min 0.5 --epochs 22\n"
-                    "  torchrun --nproc_per_node=2 -m carve train-depth --out runs/depth-ddp"),
+    "train-depth": ("examples:\n  carve train-depth --out runs/depth --size 128 --render-size 256 --scale-min 0.5 "
+                    "--epochs 22\n  torchrun --nproc_per_node=2 -m carve train-depth --out runs/depth-ddp"),
 }
 
 
