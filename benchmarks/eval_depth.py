@@ -5,9 +5,9 @@
 Test scenes are the ``test`` split of :mod:`carve.training` (scene seeds from 20,000,000; training
 used seeds from 0 and validation from 10,000,000), rendered at the model's training input size and
 at multiples of it (``--scales``; the same scenes, same field of view, k^2 the pixels). The baseline
-predicts, for every image, the training set's mean depth map (stored with the model; resized). One table holds
-Eigen et al.'s measures for every model and the baseline at both resolutions, raw and with per-image
-median scaling; then the goals of the issue are checked, and with ``--speed`` the inference rate at
+predicts, for every image, the training set's mean depth map (stored with the model; resized). One
+table holds Eigen et al.'s measures for every model and the baseline at every resolution, raw and
+with per-image median scaling; then the goals of the issue are checked, and with ``--speed`` the inference rate at
 256x256 is measured (``--threads`` torch threads, BatchNorm folded, batches of 8).
 
 Several ``--model NAME=PATH`` entries share the table (e.g. rotation pretraining against training
