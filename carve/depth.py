@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from data import scenes
 from carve.training import (MODELS_DIR, CheckpointError, ImageModel, TrainConfig, add_arguments, fit,
                             inference_model, load_model, model_file,
-                            run, to_input, window_of, _color_jitter)
+                            run, to_input, train_command, window_of, _color_jitter)
 
 __all__ = ["DepthModel", "predict", "TRAINING_FOV", "to_points", "train", "load", "default_model_path",
            "add_train_depth_arguments", "run_train_depth", "CheckpointError"]
@@ -372,13 +372,9 @@ def run_train_depth(args):
 
 
 def main(argv=None):
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m carve.depth",
-                                description="Train a monocular depth model on procedural scenes "
-                                            "(also under torchrun --nproc_per_node=N).")
-    add_train_depth_arguments(p)
-    return run_train_depth(p.parse_args(argv))
+    return train_command("depth", argv, prog="python -m carve.depth",
+                         description="Train a monocular depth model on procedural scenes "
+                                     "(also under torchrun --nproc_per_node=N).")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from carve.training import (MODELS_DIR, ImageModel, TrainConfig, add_arguments, fit, window_of,
-                            inference_model, load_model, model_file, run,
+                            inference_model, load_model, model_file, run, train_command,
                             to_input, _color_jitter)
 
 __all__ = ["SilhouetteModel", "predict_silhouettes", "synthetic_background", "train", "load",
@@ -444,13 +444,9 @@ def run_train_silhouettes(args):
 
 
 def main(argv=None):
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m carve.learned_silhouettes",
-                                description="Train the learned silhouette model on composited procedural "
-                                            "renders (also under torchrun --nproc_per_node=N).")
-    add_train_silhouette_arguments(p)
-    return run_train_silhouettes(p.parse_args(argv))
+    return train_command("silhouette", argv, prog="python -m carve.learned_silhouettes",
+                         description="Train the learned silhouette model on composited procedural "
+                                     "renders (also under torchrun --nproc_per_node=N).")
 
 
 if __name__ == "__main__":

@@ -1047,6 +1047,15 @@ def _command_line() -> str:
     return " ".join(head + sys.argv[1:])
 
 
+def train_command(task, argv=None, *, prog, description):
+    """A training command line for ``task``: parse :func:`add_arguments`' options from ``argv`` and run."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(p, task)
+    return run(p.parse_args(argv), task)
+
+
 def main(argv=None):
     import argparse
 
@@ -1065,9 +1074,7 @@ def main(argv=None):
                                             "`python -m carve.training card MODEL` prints a model card.")
     p.add_argument("task", choices=sorted(TASKS))
     args, rest = p.parse_known_args(argv)
-    sub = argparse.ArgumentParser(prog=f"python -m carve.training {args.task}")
-    add_arguments(sub, args.task)
-    return run(sub.parse_args(rest), args.task)
+    return train_command(args.task, rest, prog=f"python -m carve.training {args.task}", description=None)
 
 
 if __name__ == "__main__":
