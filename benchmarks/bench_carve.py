@@ -120,10 +120,10 @@ def peak_rss():
 def memory_probe():
     """Print the peak memory of one N=1024 Numba carve in this (fresh) process."""
     import carve
-    from carve import carving_numba
+    from carve.hull import numba_kernels
 
     cams, sil = load_bunny()
-    carving_numba.warm_up()
+    numba_kernels.warm_up()
     carve.carve(sil, cams, 64, BOX)
     before = peak_rss()
     tracemalloc.start()
@@ -180,13 +180,13 @@ def main(argv=None):
     import torch
 
     import carve
-    from carve import carving_numba
+    from carve.hull import numba_kernels
 
     if args.threads:
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
         torch.set_num_threads(args.threads)
     cams, sil = load_bunny()
-    carving_numba.warm_up()
+    numba_kernels.warm_up()
     resolutions = [128, 256, 512] if args.quick else [128, 256, 512, 1024]
     rows, notes = [], []
     cuda = torch.cuda.is_available()

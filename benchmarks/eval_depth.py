@@ -2,7 +2,7 @@
 
     python benchmarks/eval_depth.py [--model PATH | --model NAME=PATH ...] [--n 200] [--scales 1,2] [--speed]
 
-Test scenes are the ``test`` split of :mod:`carve.training` (scene seeds from 20,000,000; training
+Test scenes are the ``test`` split of :mod:`carve.learn.scenes` (scene seeds from 20,000,000; training
 used seeds from 0 and validation from 10,000,000), rendered at the model's training input size and
 at multiples of it (``--scales``; the same scenes, same field of view, k^2 the pixels). The baseline
 predicts, for every image, the training set's mean depth map (stored with the model; resized). One
@@ -66,11 +66,12 @@ def main(argv=None):
     import torch
 
     from carve import depth
-    from carve.depth_metrics import depth_metrics
-    from carve.training import load_checkpoint, render_split
+    from carve.learn.checkpoints import load_checkpoint
+    from carve.learn.scenes import render_split
+    from carve.metrics import depth_metrics
 
     models = _models(args.model)
-    first = load_checkpoint(models[0][1], "depth")
+    first = load_checkpoint(models[0][1], depth.DEPTH)
     size = args.size or int(first["metadata"]["config"]["size"])
     mean_depth = first["tensors"].get("mean_depth")
     sizes = [k * size for k in scales]

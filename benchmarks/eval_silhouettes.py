@@ -45,24 +45,22 @@ def main(argv=None):
         print(f"no bunny dataset at {args.data}; pass --data", file=sys.stderr)
         return 2
 
-    from carve.learned_silhouettes import predict_silhouettes
-    from carve.metrics import mask_iou, mask_precision_recall
+    from carve.metrics import mask_iou, mask_iou_per_mask, mask_precision_recall
+    from carve.segmentation import silhouettes
 
     names, images, truth = load_bunny(args.data)
     rows, learned = [], None
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+        params = {"model": args.model, "max_side": args.max_side} if method == "learned" else {}
         t = time.perf_counter()
-        if method == "learned":
-            masks = predict_silhouettes(images, args.model, max_side=args.max_side)
-            learned = masks
-        else:
-            from carve.segmentation import silhouettes
-            masks = silhouettes(images, method=method)
+        masks = silhouettes(images, method, **params)
         dt = (time.perf_counter() - t) / len(images)
+        if method == "learned":
+            learned = masks
         iou = mask_iou(masks, truth)
         pooled = mask_iou(masks, truth, reduce="total")
         prec, rec = mask_precision_recall(masks, truth)
-        per = mask_iou(masks, truth, reduce="none")
+        per = mask_iou_per_mask(masks, truth)
         rows.append([method, f"{iou:.4f}", f"{pooled:.4f}", f"{prec:.4f}", f"{rec:.4f}", f"{per.min():.3f}",
                      f"{dt:.3f}"])
     print(f"\nSilhouettes of {len(images)} bunny photographs ({images[0].shape[1]}x{images[0].shape[0]}), "

@@ -1,33 +1,30 @@
 """Reconstruction: voxel visual hulls, silhouettes, depth, meshing, the viewer and the command line.
 
+The tree is the architecture; imports point down it (``cli`` -> everything; ``viz``, ``segmentation``,
+``depth`` -> ``learn``, ``hull``, ``grid``; ``hull`` -> ``grid`` alone):
+
+- :mod:`carve.hull`: the carving engine (entry points, input checks, automatic bounds, the
+  backend-neutral rule, one kernel module per backend).
+- :mod:`carve.grid` and :mod:`carve.mesh`: the voxel grid, and its surfaces and colours.
+- :mod:`carve.segmentation`: silhouettes from photographs (classical methods and a learned model).
+- :mod:`carve.depth`: monocular depth. :mod:`carve.learn`: networks, losses and the training loop.
+- :mod:`carve.metrics`: mask and depth scores. :mod:`carve.viz`: the Open3D viewer.
+- :mod:`carve.cli`: the ``carve`` command line and the demo.
+
 Public names are imported lazily (PEP 562) so that ``import carve`` and ``carve --help`` stay fast:
 Numba, torch and Open3D load only when the code that needs them runs.
 """
-from importlib import import_module
+from data.lazy import lazy_attributes
 
 # public name -> module that defines it
 _EXPORTS = {
-    "carve": "carve.engine",
-    "carve_depth": "carve.engine",
+    "carve": "carve.hull",
+    "carve_depth": "carve.hull",
     "VoxelGrid": "carve.grid",
     "silhouettes": "carve.segmentation",
 }
-# submodules reachable as attributes (carve.metrics.mask_iou, carve.viz.show, ...)
-_SUBMODULES = {"metrics", "viz", "depth", "nets", "engine", "grid", "segmentation", "cli"}
+# sub-packages and modules reachable as attributes (carve.metrics.mask_iou, carve.viz.show, ...)
+_SUBMODULES = {"hull", "grid", "mesh", "metrics", "segmentation", "depth", "learn", "viz", "cli"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
-    elif name in _SUBMODULES:
-        value = import_module(f"carve.{name}")
-    else:
-        raise AttributeError(f"module 'carve' has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, _SUBMODULES)

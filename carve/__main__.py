@@ -1,3 +1,5 @@
+"""``python -m carve``: the command line."""
 from carve.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""A dense voxel occupancy grid in world units: counting, centres, meshing, colouring, Open3D, files.
+"""A dense voxel occupancy grid in world units: counting, centres, Open3D, files (surfaces: carve.mesh).
 
 Convention:
     The grid is the axis-aligned box ``[lo, hi]`` cut into cubes of side ``voxel_size``; voxel
@@ -8,7 +8,6 @@ Convention:
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +76,7 @@ class VoxelGrid:
 
     # -------------------------------------------------------------------------------------- meshing
     def to_mesh(self, images=None, cameras=None, smooth=0.0, progress=None):
-        """The surface of the occupied voxels by marching cubes, in world units.
+        """The surface of the occupied voxels by marching cubes, in world units (:mod:`carve.mesh`).
 
         The grid is padded by one empty voxel so the mesh is closed (watertight where the object does
         not touch the box's faces); vertex positions are world positions of the voxel-centre lattice
@@ -91,40 +90,26 @@ class VoxelGrid:
             cameras: the :class:`geometry.Camera` of the B images (needed with ``images``).
             smooth: Gaussian smoothing of the occupancy before meshing, in voxels (0: the exact
                 voxel surface, a staircase; about 1 gives a smooth surface).
-            progress: show a progress bar while colouring (default: when stderr is a terminal).
+            progress: show a progress bar while colouring (default: :func:`data.progress.progress`'s rule).
 
         Returns:
             ``trimesh.Trimesh`` (with ``visual.vertex_colors`` (V, 4) uint8 when images are given); an
             empty one for an empty grid.
+
+        Example:
+            >>> occ = np.zeros((5, 5, 5), bool); occ[1:4, 1:4, 1:4] = True
+            >>> mesh = VoxelGrid(occ, [0, 0, 0], 1.0).to_mesh()
+            >>> mesh.is_watertight, mesh.bounds.tolist()
+            (True, [[1.0, 1.0, 1.0], [4.0, 4.0, 4.0]])
         """
-        import trimesh
-        from skimage.measure import marching_cubes
+        from carve.mesh import vertex_colors, voxel_surface
 
         if (images is None) != (cameras is None):
             raise ValueError("images and cameras must be given together to colour the mesh, got only "
                              + ("images" if cameras is None else "cameras"))
-        if isinstance(smooth, bool) or not np.isscalar(smooth) or not np.isfinite(smooth) or smooth < 0:
-            raise ValueError(f"smooth must be a number >= 0 (voxels), got {smooth!r}")
-        if not self.occupancy.any():
-            return trimesh.Trimesh()
-        # crop to the occupied voxels, pad by one empty voxel so the surface closes
-        idx = [np.flatnonzero(self.occupancy.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
-        start = np.array([i[0] for i in idx])
-        stop = np.array([i[-1] + 1 for i in idx])
-        sub = self.occupancy[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]]
-        pad = 1 + int(np.ceil(3 * smooth))  # room for the blur to fall to 0
-        volume = np.pad(sub, pad).astype(np.float32)
-        if smooth > 0:
-            from scipy.ndimage import gaussian_filter
-
-            volume = gaussian_filter(volume, float(smooth))
-        s = self.voxel_size
-        verts, faces, _, _ = marching_cubes(volume, level=0.5, spacing=(s, s, s), allow_degenerate=False)
-        verts = verts + (self.lo + (start - pad + 0.5) * s)
-        # skimage winds faces clockwise seen from the high side of the level set (the inside here)
-        mesh = trimesh.Trimesh(vertices=verts, faces=faces[:, ::-1], process=False)
-        if images is not None:
-            mesh.visual.vertex_colors = _vertex_colors(mesh, images, cameras, s, progress)
+        mesh = voxel_surface(self, smooth)
+        if images is not None and len(mesh.vertices):
+            mesh.visual.vertex_colors = vertex_colors(mesh, images, cameras, self.voxel_size, progress)
         return mesh
 
     # -------------------------------------------------------------------------------------- Open3D
@@ -162,7 +147,7 @@ class VoxelGrid:
             path = path.with_name(path.name + ".npz")
         if not path.parent.is_dir():
             raise ValueError(f"path must be in an existing directory, got {str(path)!r}")
-        from carve.files import atomic_path
+        from data.files import atomic_path
 
         with atomic_path(path) as tmp:
             np.savez_compressed(tmp, format=np.array(_FORMAT), shape=np.array(self.shape, np.int64),
@@ -205,78 +190,3 @@ def _interior(occ):
             core &= np.roll(occ, shift, axis=axis)[1:-1, 1:-1, 1:-1]
     inner[1:-1, 1:-1, 1:-1] = core
     return inner
-
-
-def _image_stack(images, n_views, size):
-    """(B, H, W, 3) uint8 from uint8 or [0, 1] float RGB images, with named errors."""
-    from geometry.arrays import is_tensor
-
-    if isinstance(images, (list, tuple)):
-        images = np.stack([np.asarray(i.detach().cpu() if is_tensor(i) else i) for i in images])
-    elif is_tensor(images):
-        images = images.detach().cpu().numpy()
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] not in (3, 4):
-        raise ValueError(f"images must have shape (B, H, W, 3), got {images.shape}")
-    if images.shape[0] != n_views:
-        raise ValueError(f"images must hold one image per camera ({n_views}), got {images.shape[0]}")
-    if size is not None and images.shape[1:3] != (size[1], size[0]):
-        raise ValueError(f"images must be {size[1]} x {size[0]} (H x W) like the cameras, got "
-                         f"{images.shape[1]} x {images.shape[2]}")
-    images = images[..., :3]
-    if images.dtype == np.uint8:
-        return images
-    if np.issubdtype(images.dtype, np.floating):
-        if not (np.nanmin(images) >= 0 and np.nanmax(images) <= 1):
-            raise ValueError("images of a float dtype must hold values in [0, 1]")
-        return np.round(images * 255).astype(np.uint8)
-    raise TypeError(f"images must be uint8 or float in [0, 1], got dtype {images.dtype}")
-
-
-def _vertex_colors(mesh, images, cameras, voxel_size, progress):
-    """(V, 4) uint8 colours: the visibility-weighted average over the views that see each vertex."""
-    import open3d as o3d
-    from tqdm import tqdm
-
-    from geometry import Camera, pixel_index, project
-
-    if not isinstance(cameras, Camera):
-        raise TypeError(f"cameras must be a geometry.Camera, got {type(cameras).__name__}")
-    cameras = cameras.numpy()
-    size = (cameras.width, cameras.height) if cameras.has_size else None
-    rgb = _image_stack(images, len(cameras), size)
-    H, W = rgb.shape[1:3]
-    verts = np.asarray(mesh.vertices)
-    normals = np.asarray(mesh.vertex_normals)
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(verts.astype(np.float32)),
-                        o3d.core.Tensor(np.asarray(mesh.faces).astype(np.uint32)))
-    total = np.zeros((len(verts), 3))
-    weight = np.zeros(len(verts))
-    centres = cameras.center
-    show = progress if progress is not None else sys.stderr.isatty()
-    for b in tqdm(range(len(cameras)), desc="colouring", unit="view", disable=not show):
-        uv, depth, valid = project(verts, cameras[b])
-        uv, valid = uv[0], valid[0]
-        rows, cols = pixel_index(uv)
-        valid &= (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
-        to_cam = centres[b] - verts
-        dist = np.linalg.norm(to_cam, axis=1)
-        cos = np.einsum("ij,ij->i", normals, to_cam) / np.maximum(dist, 1e-12)
-        valid &= cos > 0
-        cand = np.flatnonzero(valid)
-        if len(cand) == 0:
-            continue
-        direction = to_cam[cand] / dist[cand, None]
-        origin = verts[cand] + 0.5 * voxel_size * direction  # step off the surface the ray starts on
-        rays = np.concatenate([origin, direction * (dist[cand, None] - 0.5 * voxel_size)], 1).astype(np.float32)
-        hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
-        seen = cand[~(hit < 1.0)]
-        w = cos[seen]
-        total[seen] += w[:, None] * rgb[b, rows[seen], cols[seen]]
-        weight[seen] += w
-    colors = np.full((len(verts), 4), 255, np.uint8)
-    colors[:, :3] = 128
-    ok = weight > 0
-    colors[ok, :3] = np.clip(np.round(total[ok] / weight[ok, None]), 0, 255).astype(np.uint8)
-    return colors

@@ -2,20 +2,33 @@
 
     >>> import data
     >>> mv = data.load("path/to/dataset")                        # doctest: +SKIP
-    >>> cams = data.turntable(36, elevation=25, radius=3.5)
-    >>> images, depths, masks = data.render(data.objects.mug(), cams)   # doctest: +SKIP
-    >>> sample = data.scenes.sample(seed=0, size=(128, 128))     # doctest: +SKIP
-    >>> views = data.synthetic("torus", views=24, size=(320, 240))  # doctest: +SKIP
+    >>> cams = data.turntable(4, elevation=25, radius=3.5, width=32, height=24)
+    >>> images, depths, masks = data.render(data.objects.mug(), cams)
+    >>> images.shape, bool(masks.any())
+    ((4, 24, 32, 3), True)
+    >>> sample = data.scenes.sample(seed=0, size=(32, 32))
+    >>> sorted(sample)[:3]
+    ['camera', 'depth', 'image']
+    >>> views = data.synthetic("torus", views=4, size=(32, 24))
+    >>> len(views.images), views.silhouettes[0].shape
+    (4, (24, 32))
 
 Everything returned is in the project's conventions (OpenCV camera axes, world-to-camera R and T,
 pixel centres at integers); loaders convert foreign ones on the way in.
-"""
-from data import objects, scenes
-from data.errors import FormatError
-from data.formats import FORMATS, detect, load, save
-from data.multiview import MultiView
-from data.render import Rendering, render, render_views, synthetic
-from data.rigs import hemisphere, turntable
 
-__all__ = ["load", "save", "detect", "FORMATS", "FormatError", "MultiView", "render", "render_views",
-           "synthetic", "Rendering", "objects", "scenes", "turntable", "hemisphere"]
+Public names are imported lazily (PEP 562): ``import data.files`` (what the command line needs to
+check a file name) loads neither numpy nor OpenCV.
+"""
+from data.lazy import lazy_attributes
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "load": "data.formats", "save": "data.formats", "detect": "data.formats", "FORMATS": "data.formats",
+    "FormatError": "data.errors", "MultiView": "data.multiview",
+    "render": "data.renderer", "render_views": "data.renderer", "synthetic": "data.renderer", "Rendering": "data.renderer",
+    "turntable": "data.rigs", "hemisphere": "data.rigs",
+}
+_SUBMODULES = ("objects", "scenes")
+
+__all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, _SUBMODULES)

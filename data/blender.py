@@ -31,7 +31,7 @@ import numpy as np
 
 from data.distortion import undistort, undistort_mask
 from data.errors import FormatError
-from data.images import IMAGE_EXTENSIONS, find_image, read_image, write_image
+from data.images import IMAGE_EXTENSIONS, find_image, read_image_alpha, write_image
 from data.multiview import MultiView
 from geometry import Camera
 
@@ -153,7 +153,7 @@ def load(path, *, split: str = "all", background=None) -> MultiView:
                 raise FormatError(f, f"frame {i}: transform_matrix contains NaN or inf", line)
             rel = str(fr["file_path"])
             img_path = find_image(f.parent, rel[2:] if rel.startswith("./") else rel, required_for=(f, line))
-            rgb, alpha = read_image(img_path, alpha=True)
+            rgb, alpha = read_image_alpha(img_path)
             h, w = rgb.shape[:2]
             for key, actual in (("w", w), ("h", h)):
                 want = fr.get(key, meta.get(key))

@@ -1,4 +1,7 @@
-"""Image files in and out: RGB uint8 images, 8-bit masks, any extension OpenCV reads.
+"""Images in: files (RGB uint8 images, 8-bit masks, any extension OpenCV reads) and arrays.
+
+:func:`rgb_images` is the one validator of image arguments for every function that takes
+photographs (silhouettes, depth, mesh colouring).
 
 Reading goes through ``np.fromfile`` + ``cv2.imdecode`` so that paths with non-ASCII characters work
 on every platform. Writing encodes in memory first and writes the whole file at once, so a failure
@@ -12,8 +15,10 @@ import cv2
 import numpy as np
 
 from data.errors import FormatError
+from geometry.arrays import is_tensor
 
-__all__ = ["IMAGE_EXTENSIONS", "read_image", "read_mask", "write_image", "find_image", "list_images"]
+__all__ = ["IMAGE_EXTENSIONS", "read_image", "read_image_alpha", "read_mask", "write_image", "find_image", "list_images",
+           "rgb_images"]
 
 #: extensions (lower case) that loaders accept as images, in the order tried when a name has none
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pbm", ".pnm", ".bmp", ".tif", ".tiff",
@@ -41,36 +46,44 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def read_image(path, *, alpha: bool = False):
-    """Read an image file as RGB.
+def read_image(path) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB (any alpha channel is dropped; grey comes back as
+    three equal channels; 16-bit and float images are scaled to 8 bits).
+
+    Raises:
+        FormatError: the file is missing or cannot be decoded.
+    """
+    return read_image_alpha(path)[0]
+
+
+def read_image_alpha(path) -> tuple:
+    """Read an image file as RGB and its alpha channel.
 
     Args:
         path: image file (any format OpenCV decodes; 16-bit and float images are scaled to 8 bits).
-        alpha: also return the alpha channel.
 
     Returns:
-        (H, W, 3) uint8 RGB; with ``alpha=True`` a pair (rgb, alpha) where alpha is (H, W) uint8 or
-        None for an image with no alpha channel. Grey images come back with three equal channels.
+        (rgb, alpha): (H, W, 3) uint8 RGB, and (H, W) uint8 alpha or None for an image without one.
 
     Raises:
         FormatError: the file is missing or cannot be decoded.
     """
     path = Path(path)
     img = _to_uint8(_decode(path, cv2.IMREAD_UNCHANGED))
-    a = None
+    alpha = None
     if img.ndim == 2:
         rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     elif img.shape[2] == 4:
         rgb = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-        a = np.ascontiguousarray(img[:, :, 3])
+        alpha = np.ascontiguousarray(img[:, :, 3])
     elif img.shape[2] == 3:
         rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     elif img.shape[2] == 2:  # grey + alpha
         rgb = cv2.cvtColor(np.ascontiguousarray(img[:, :, 0]), cv2.COLOR_GRAY2RGB)
-        a = np.ascontiguousarray(img[:, :, 1])
+        alpha = np.ascontiguousarray(img[:, :, 1])
     else:
         raise FormatError(path, f"image has {img.shape[2]} channels, expected 1, 3 or 4")
-    return (rgb, a) if alpha else rgb
+    return rgb, alpha
 
 
 def read_views(files) -> list:
@@ -156,3 +169,83 @@ def list_images(folder) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def rgb_images(images, name: str = "images", *, dtype=np.uint8) -> list:
+    """Validate a set of RGB images and return them as a list of (H, W, 3) numpy arrays.
+
+    Args:
+        images: a list or tuple of images (sizes may differ), a (B, H, W, 3|4) numpy array, or a
+            (B, 3, H, W) torch tensor. A numpy image is channels-last, (H, W, 3), (H, W, 4) (alpha
+            is dropped) or grey (H, W); a torch image is channels-first, (3, H, W). Values are uint8
+            (0..255) or floats in [0, 1].
+        name: the argument's name, for error messages.
+        dtype: ``np.uint8`` (floats are scaled by 255 and rounded) or ``np.float32`` (uint8 is
+            divided by 255).
+
+    Returns:
+        list of B (H, W, 3) arrays of ``dtype`` (views of the input where nothing had to change).
+
+    Raises:
+        TypeError: not images, or a dtype other than uint8 or float. ValueError: an empty set, a
+        wrong shape, or floats that are not finite or not in [0, 1]; the message names the image.
+
+    Example:
+        >>> import numpy as np
+        >>> [a, b] = rgb_images([np.zeros((4, 6, 3), np.uint8), np.ones((2, 3), np.float32)])
+        >>> a.shape, b.shape, b.dtype, int(b.max())
+        ((4, 6, 3), (2, 3, 3), dtype('uint8'), 255)
+    """
+    if dtype not in (np.uint8, np.float32):
+        raise ValueError(f"dtype must be np.uint8 or np.float32, got {dtype!r}")
+    items = _image_items(images, name)
+    return [_rgb_image(im, f"{name}[{k}]", dtype) for k, im in enumerate(items)]
+
+
+def _image_items(images, name: str) -> list:
+    """The single images of ``images`` (a list, a 4-D array or a 4-D tensor), with named errors."""
+    if isinstance(images, (list, tuple)):
+        items = list(images)
+    elif isinstance(images, np.ndarray) or is_tensor(images):
+        shape = tuple(images.shape)
+        if len(shape) != 4:
+            hint = f"; a single image? wrap it in a list: [{name}]" if len(shape) in (2, 3) else ""
+            layout = "(B, 3, H, W) tensor" if is_tensor(images) else "(B, H, W, 3) array"
+            raise ValueError(f"{name} must be a {layout} or a list of images, got shape {shape}{hint}")
+        items = list(images)
+    else:
+        raise TypeError(f"{name} must be a list of (H, W, 3) images or a (B, H, W, 3) array, "
+                        f"got {type(images).__name__}")
+    if not items:
+        raise ValueError(f"{name} must hold at least one image, got none")
+    return items
+
+
+def _rgb_image(im, where: str, dtype) -> np.ndarray:
+    if is_tensor(im):
+        if im.ndim != 3 or im.shape[0] != 3:
+            raise ValueError(f"{where} must be a (3, H, W) tensor (torch images are channels-first), "
+                             f"got shape {tuple(im.shape)}")
+        im = im.detach().cpu().permute(1, 2, 0).numpy()
+    else:
+        im = np.asarray(im)
+    if im.ndim == 2:
+        im = np.repeat(im[..., None], 3, axis=-1)
+    if im.ndim != 3 or im.shape[-1] not in (3, 4):
+        raise ValueError(f"{where} must have shape (H, W, 3), (H, W, 4) or (H, W), got {im.shape}")
+    if min(im.shape[:2]) < 1:
+        raise ValueError(f"{where} must have at least one pixel, got shape {im.shape}")
+    im = im[..., :3]
+    if im.dtype == np.uint8:
+        return im if dtype == np.uint8 else im.astype(np.float32) / np.float32(255)
+    if im.dtype == np.bool_ or not np.issubdtype(im.dtype, np.floating):
+        raise TypeError(f"{where} must be uint8 (0..255) or float in [0, 1], got dtype {im.dtype}")
+    if not np.isfinite(im).all():
+        raise ValueError(f"{where} must be finite, got NaN or inf values")
+    lo, hi = float(im.min()), float(im.max())
+    if lo < 0 or hi > 1:
+        raise ValueError(f"{where} must hold floats in [0, 1], got the range {lo:.3g}..{hi:.3g}; "
+                         "pass uint8 or divide by 255")
+    if dtype == np.uint8:
+        return np.round(im * 255).astype(np.uint8)
+    return im.astype(np.float32, copy=False)

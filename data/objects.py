@@ -17,7 +17,7 @@ What each one stresses:
 Example:
     >>> from data import objects
     >>> m = objects.torus()
-    >>> m.is_watertight, round(m.volume, 2)  # doctest: +SKIP
+    >>> bool(m.is_watertight), round(float(m.volume), 2)
     (True, 0.74)
 """
 from __future__ import annotations

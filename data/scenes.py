@@ -162,7 +162,7 @@ def sample(seed: int, size=(128, 128)) -> dict:
         ``mask`` (H, W) bool (the primitives), ``camera`` (``geometry.Camera``, one view) and
         ``seed``.
     """
-    from data.render import render
+    from data.renderer import render
 
     scene = generate(seed)
     cam = camera(scene, size)

@@ -227,3 +227,36 @@ def _unproject_per_point(uv, z, view, camera: Camera):
     cam = camera.to(device=uv.device, dtype=uv.dtype) if is_tensor(uv) else camera.numpy()
     x_cam = _rays(uv[:, None, :], cam.K[view])[:, 0, :] * z[:, None]  # one "batch" per pixel
     return ((x_cam - cam.T[view])[:, None, :] @ cam.R[view])[:, 0, :]
+
+
+def pixel_rays(camera: Camera):
+    """World rays through every pixel centre of every camera.
+
+    Args:
+        camera: a :class:`Camera` of B cameras with ``width`` and ``height`` set.
+
+    Returns:
+        origins: (B, H, W, 3) float64, the camera centres (a broadcast view, not a copy).
+        directions: (B, H, W, 3) float64, ``R^T K^-1 [u, v, 1]`` with u the column and v the row
+        index: not unit length, but of camera-frame depth 1, so a point at ray parameter t lies at
+        depth t.
+
+    Example:
+        >>> import numpy as np
+        >>> from geometry import Camera
+        >>> cam = Camera.look_at([0.0, -3.0, 0.0], [0.0, 0.0, 0.0], up=(0, 0, 1), fov=60, width=4, height=3)
+        >>> origins, directions = pixel_rays(cam)
+        >>> directions.shape, bool(np.allclose(origins[0, 0, 0], [0, -3, 0]))
+        ((1, 3, 4, 3), True)
+    """
+    _check_camera(camera)
+    cam = camera.numpy()
+    if not cam.has_size:
+        raise ValueError("camera must have width and height set to build pixel rays, got a camera without a size")
+    h, w = cam.height, cam.width
+    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    pixels = np.stack([u, v, np.ones_like(u)], axis=-1)                      # (H, W, 3)
+    d_cam = np.einsum("bij,hwj->bhwi", np.linalg.inv(cam.K), pixels)
+    d_world = np.einsum("bji,bhwj->bhwi", cam.R, d_cam)                       # R^T d
+    origins = np.broadcast_to(cam.center[:, None, None, :], d_world.shape)
+    return origins, d_world

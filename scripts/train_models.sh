@@ -23,7 +23,7 @@ eval_depth() {  # the model against the training set's mean depth map, at 128, 2
     --speed --threads 2 --json "$R/depth_default/eval.json" > "$R/depth_default/eval.txt" 2> "$L/eval_depth.log"
 }
 silhouette() {  # renders the train scenes at 128 px (1 min), then 8-12 min
-  $PY -m carve.learned_silhouettes --out "$R/silhouette_default" "${COMMON[@]}" --widths 8,16,32,64,128 \
+  $PY -m carve.segmentation.network --out "$R/silhouette_default" "${COMMON[@]}" --widths 8,16,32,64,128 \
     --context-size 64 --epochs 10 --lr 2e-3 > "$L/silhouette.log" 2>&1
 }
 eval_silhouette() {  # IoU on the 36 bunny photographs of ../shared, beside the classical methods
@@ -47,8 +47,8 @@ install() {  # copy the weights into the package and write the model card
     echo "Both are trained only on this package's procedural renders (\`data.scenes\`): no downloaded data or"
     echo "weights. They load with \`torch.load(weights_only=True)\`. Reproduce with \`bash scripts/train_models.sh\`."
     echo
-    $PY -m carve.training card carve/models/depth_default.pt --evaluation "$R/depth_default/eval.txt"
-    $PY -m carve.training card carve/models/silhouette_default.pt --evaluation "$R/silhouette_default/bunny.txt"
+    $PY -m carve.learn.card carve/models/depth_default.pt --evaluation "$R/depth_default/eval.txt"
+    $PY -m carve.learn.card carve/models/silhouette_default.pt --evaluation "$R/silhouette_default/bunny.txt"
     if [ -f "$R/depth_rotation10/compare.txt" ]; then
       echo "## Representation learning: rotation pretraining against scratch, 10% of the labels"
       echo; echo '```'; cat "$R/depth_rotation10/compare.txt"; echo '```'

@@ -88,6 +88,55 @@ def test_view_writes_a_snapshot_without_display(tmp_path):
     assert png_size(tmp_path / "sphere.png") == (960, 720)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="display detection is for Linux")
+def test_view_with_a_stale_display_falls_back_to_a_snapshot(tmp_path):
+    if Path("/tmp/.X11-unix/X97").exists():
+        pytest.skip("an X server listens at :97")
+    import trimesh
+
+    path = tmp_path / "box.ply"
+    trimesh.creation.box().export(path)
+    result = subprocess.run([sys.executable, "-m", "carve", "view", str(path)], capture_output=True, text=True,
+                            env={**ENV, "DISPLAY": ":97"}, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "no X server listens at /tmp/.X11-unix/X97" in result.stdout
+    assert png_size(tmp_path / "box.png") == (960, 720)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="display detection is for Linux")
+def test_viewer_with_a_stale_display_says_so_and_goes_on(monkeypatch, capsys):
+    from carve.cli.outputs import Stages, open_viewer
+
+    monkeypatch.setenv("DISPLAY", ":97")  # no X server listens there
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    open_viewer(np.zeros((4, 3)), title="demo", stages=Stages(), snapshot=Path("out/demo.png"))
+    line = capsys.readouterr().out.strip()
+    assert "no X server" in line and line.endswith("not opening the viewer; see the snapshot out/demo.png")
+    assert "\n" not in line
+
+
+def test_every_mesh_suffix_is_written_as_one_file_and_read_back(tmp_path):
+    import trimesh
+
+    from carve.cli.outputs import write_mesh
+    from carve.viz import to_open3d_geometry
+    from data.files import MESH_SUFFIXES
+
+    mesh = trimesh.creation.icosphere(subdivisions=1)
+    mesh.visual.vertex_colors = np.tile([200, 30, 30, 255], (len(mesh.vertices), 1)).astype(np.uint8)
+    for suffix in MESH_SUFFIXES:
+        folder = tmp_path / suffix[1:]
+        folder.mkdir()
+        write_mesh(mesh, folder / f"ball{suffix}")
+        assert [p.name for p in folder.iterdir()] == [f"ball{suffix}"], suffix  # no side files, no temporaries
+        back = to_open3d_geometry(folder / f"ball{suffix}")
+        assert len(back.triangles) == len(mesh.faces), suffix
+        np.testing.assert_allclose(np.asarray(back.get_axis_aligned_bounding_box().get_extent()),
+                                   mesh.extents, atol=1e-5, err_msg=suffix)
+    with pytest.raises(ValueError, match="path must end in .ply"):
+        write_mesh(mesh, tmp_path / "ball.xyz")
+
+
 def test_render_then_reconstruct_round_trip(tmp_path):
     out = tmp_path / "torus"
     result = carve_cli("render", "torus", out, "--views", 12, "--size", "96x72", "--quiet")
@@ -107,7 +156,8 @@ def test_render_then_reconstruct_round_trip(tmp_path):
     (("reconstruct", ".", "--format", "ply"), 2, "invalid choice: 'ply'"),
     (("reconstruct", ".", "--bounds", "1,2,3"), 2, "--bounds must be 'auto' or six numbers"),
     (("demo", "--resolution", "0"), 2, "--resolution must be a positive integer"),
-    (("reconstruct", ".", "--mesh", "out.xyz"), 2, "--mesh must end in .ply, .obj, .glb, .stl, .off, got out.xyz"),
+    (("reconstruct", ".", "--mesh", "out.xyz"), 2,
+     "--mesh must end in .ply, .obj, .glb, .gltf, .stl, .off, got out.xyz"),
     (("view", "/no/such/mesh.ply"), 2, "no such file or directory"),
     (("render", "teapot", "OUT"), 1, "name must be one of"),
 ])

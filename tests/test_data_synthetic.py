@@ -8,7 +8,7 @@ import pytest
 
 import data
 from data import objects, scenes
-from geometry import Camera, depth_to_points, project
+from geometry import Camera, depth_to_points, pixel_rays, project
 
 GENUS = {"sphere": 0, "box": 0, "torus": 1, "mug": 1, "table": 2, "pretzel": 2, "urchin": 0}
 
@@ -87,7 +87,24 @@ def test_scene_depth_is_metric():
     objs = depth_to_points(np.where(s["mask"], s["depth"], 0), s["camera"])
     assert objs[:, 2].min() > -1e-4                                     # objects stand on the ground
     assert np.allclose(s["camera"].center[0], scene.eye)
-    assert (s["depth"][0] == 0).any() or (s["depth"] > 0).all()         # sky has no depth
+
+
+def test_scene_sky_has_no_depth_and_the_floor_has():
+    """A ray that points up (world z >= 0) from an eye above the floor never meets it: unless it
+    hits an object, its pixel is sky and carries no depth. A ray that meets z = 0 inside the
+    ground square (30 units a side from the origin) and misses the objects sees the floor, whose
+    depth is the ray parameter. Seed 1 looks over the horizon."""
+    s = scenes.sample(1, size=(96, 96))
+    origins, directions = pixel_rays(s["camera"])
+    o, d = origins[0], directions[0]
+    sky = (d[..., 2] >= 0) & ~s["mask"]
+    assert o[0, 0, 2] > 0 and sky.sum() > 100                           # the view shows sky
+    assert (s["depth"][sky] == 0).all()
+    t = np.where(d[..., 2] < 0, -o[..., 2] / np.minimum(d[..., 2], -1e-12), np.inf)
+    hit = o + t[..., None] * d
+    floor = ~sky & ~s["mask"] & (np.abs(hit[..., :2]).max(-1) < 29.9)
+    assert floor.sum() > 1000
+    assert np.allclose(s["depth"][floor], t[floor], rtol=1e-4)
 
 
 def _floor_parity_accuracy(sample, square):

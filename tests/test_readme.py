@@ -34,18 +34,33 @@ def test_python_examples_run(tmp_path, monkeypatch):
     assert (tmp_path / "torus.png").stat().st_size > 0
 
 
-@pytest.mark.slow
-def test_command_line_examples_run(tmp_path):
+def command_lines(real_data):
+    """The README's ``$ carve ...`` lines: those on ``../shared`` data, or the self-contained ones."""
     lines = [line[2:] for block in blocks("console") for line in block.splitlines() if line.startswith("$ ")]
-    assert lines
+    return [line for line in lines if ("../shared" in line) == real_data]
+
+
+def run_lines(lines, cwd):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     for line in lines:
-        if "../shared" in line:
-            if not (SHARED / "datasets").is_dir():
-                continue  # the real-data example needs ../shared beside the checkout
-            line = line.replace("../shared", str(SHARED))
-        args = shlex.split(line)
+        args = shlex.split(line.replace("../shared", str(SHARED)))
         assert args[0] == "carve"
-        result = subprocess.run([sys.executable, "-m", "carve", *args[1:]], cwd=tmp_path, env=env,
+        result = subprocess.run([sys.executable, "-m", "carve", *args[1:]], cwd=cwd, env=env,
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, f"{line}\n{result.stderr}"
+
+
+@pytest.mark.slow
+def test_command_line_examples_run(tmp_path):
+    lines = command_lines(real_data=False)
+    assert len(lines) >= 3
+    run_lines(lines, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "datasets").is_dir(), reason="the real-data examples need ../shared/datasets "
+                                                             "beside the checkout")
+def test_real_data_command_line_examples_run(tmp_path):
+    lines = command_lines(real_data=True)
+    assert lines
+    run_lines(lines, tmp_path)

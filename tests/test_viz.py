@@ -14,6 +14,7 @@ import trimesh
 from geometry import Camera, project
 
 from carve import viz
+from carve.viz import offscreen
 from carve.grid import VoxelGrid
 
 BG = np.round(np.array(viz.BACKGROUND) * 255)
@@ -109,7 +110,7 @@ def test_failed_render_leaves_no_file(monkeypatch, tmp_path):
     def broken(*args, **kwargs):
         raise RuntimeError("renderer exploded")
 
-    monkeypatch.setattr(viz, "_render_frames", broken)
+    monkeypatch.setattr(offscreen, "_render_frames", broken)
     with pytest.raises(RuntimeError, match="exploded"):
         viz.snapshot(sphere(), path=tmp_path / "keep.png")
     with pytest.raises(RuntimeError, match="exploded"):
@@ -119,8 +120,8 @@ def test_failed_render_leaves_no_file(monkeypatch, tmp_path):
 
 
 def test_unavailable_renderer_is_a_runtime_error(monkeypatch):
-    monkeypatch.setattr(viz, "_headless", None)
-    monkeypatch.setattr(viz, "_PROBE", "import sys; sys.stderr.write('no Vulkan here'); sys.exit(3)")
+    monkeypatch.setattr(offscreen, "_headless", None)
+    monkeypatch.setattr(offscreen, "_PROBE", "import sys; sys.stderr.write('no Vulkan here'); sys.exit(3)")
     expected = r"cannot render here \(exit status 3: no Vulkan here\).*mesa-vulkan-drivers"
     with pytest.raises(RuntimeError, match=expected):
         viz.check_headless()
@@ -238,6 +239,8 @@ def test_show_without_display_raises_and_points_to_snapshot(monkeypatch):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.raises(RuntimeError, match=r"no display is available.*snapshot"):
         viz.show(sphere())
+    assert not viz.has_display()
     monkeypatch.setenv("DISPLAY", ":97")  # no X server listens there
     with pytest.raises(RuntimeError, match=r"no X server.*snapshot"):
         viz.show(sphere())
+    assert not viz.has_display() and "no X server" in viz.display_problem()  # the one check the CLI uses too

@@ -1,0 +1,239 @@
+"""The commands of ``carve``: one ``cmd_<name>(args) -> exit status`` each, and the checks of their options.
+
+Every command checks its options before it imports anything heavy, so a usage error (exit status
+2, raised as :class:`UsageError`) comes back at once. Importing this module costs nothing.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from carve.cli.outputs import Stages, colorize_depth, open_viewer, write_mesh, write_results
+from data.files import MESH_SUFFIXES  # the standard library only
+
+__all__ = ["UsageError", "cmd_demo", "cmd_reconstruct", "cmd_view", "cmd_render", "cmd_depth", "cmd_train_depth",
+           "cmd_bench", "existing_path", "parse_bounds", "parse_size", "mesh_file", "output_dir"]
+
+
+class UsageError(Exception):
+    """Bad command-line usage: exit status 2."""
+
+
+# ------------------------------------------------------------------------------------- option checks
+def existing_path(text: str) -> Path:
+    """``text`` as a Path that exists; UsageError otherwise."""
+    path = Path(text)
+    if not path.exists():
+        raise UsageError(f"no such file or directory: {text}")
+    return path
+
+
+def parse_bounds(text: str):
+    """``"auto"``, or six numbers ``x0,y0,z0,x1,y1,z1`` as ([x0, y0, z0], [x1, y1, z1]).
+
+    Example:
+        >>> parse_bounds("-1,-1,-1,1,1,2")
+        ([-1.0, -1.0, -1.0], [1.0, 1.0, 2.0])
+    """
+    if text == "auto":
+        return "auto"
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 6:
+        raise UsageError(f"--bounds must be 'auto' or six numbers x0,y0,z0,x1,y1,z1, got {text!r}")
+    return values[:3], values[3:]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"640x480"`` as (640, 480).
+
+    Example:
+        >>> parse_size("320X240")
+        (320, 240)
+    """
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+        if width > 0 and height > 0:
+            return width, height
+    except ValueError:
+        pass
+    raise UsageError(f"--size must look like 640x480, got {text!r}")
+
+
+def mesh_file(text: str | None) -> str | None:
+    """The --mesh option: None, or a path ending in one of :data:`data.files.MESH_SUFFIXES`."""
+    if text is not None and Path(text).suffix.lower() not in MESH_SUFFIXES:
+        raise UsageError(f"--mesh must end in {', '.join(MESH_SUFFIXES)}, got {Path(text).name}")
+    return text
+
+
+def output_dir(path: str) -> Path:
+    """The --out directory, created when missing; UsageError when a file has its name."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out must be a directory, got the file {path}")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ commands
+def cmd_demo(args) -> int:
+    size = parse_size(args.size)
+    from carve.cli.demo import run_demo
+
+    run_demo(out=output_dir(args.out), object_name=args.object, views=args.views, resolution=args.resolution,
+             size=size, quiet=args.quiet, view=not args.no_view)
+    return 0
+
+
+def _masks(views, method: str, path: Path):
+    """The silhouettes to carve: the dataset's own (``method="given"``) or estimated by ``method``."""
+    if method != "given":
+        from carve import silhouettes
+
+        return silhouettes(views.images, method=method)
+    if views.silhouettes is None:
+        raise UsageError(f"{path} has no silhouettes; pass --silhouettes auto (or another method)")
+    return views.silhouettes
+
+
+def _outside(masks, views, stages: Stages):
+    """The ``outside=`` rule: "keep" for the views where the object leaves the frame, and say which."""
+    from carve.hull import border_views
+
+    leaving = border_views(masks)
+    if not leaving.any():
+        return "carve"
+    names = ", ".join(name for name, flag in zip(views.names, leaving) if flag)
+    stages.say(f"{int(leaving.sum())} views show the object leaving the frame ({names}): centres outside those "
+               "images are not carved")
+    return ["keep" if flag else "carve" for flag in leaving]
+
+
+def cmd_reconstruct(args) -> int:
+    path, bounds = existing_path(args.path), parse_bounds(args.bounds)
+    mesh_path, out = mesh_file(args.mesh), output_dir(args.out)
+    import data
+    from carve import carve
+
+    stages = Stages(args.quiet)
+    with stages("load"):
+        views = data.load(path, format=args.format)
+    stages.say(f"{len(views.cameras)} views of {views.images[0].shape[1]}x{views.images[0].shape[0]} px")
+    with stages("silhouettes"):
+        masks = _masks(views, args.silhouettes, path)
+    outside = _outside(masks, views, stages)
+    with stages("carve"):
+        grid = carve(masks, views.cameras, resolution=args.resolution, bounds=bounds, method=args.method,
+                     backend=args.backend, device=args.device, tolerance=args.tolerance, outside=outside)
+    stages.say(f"{grid.count():,} occupied voxels of {'x'.join(map(str, grid.shape))}, "
+               f"voxel size {grid.voxel_size:.4g}")
+    with stages("mesh"):
+        mesh = grid.to_mesh(images=views.images, cameras=views.cameras)
+    name = args.name or path.resolve().name
+    picture = write_results(grid, mesh, out, name, stages, mesh_path=mesh_path)[-1]
+    stages.say("times: " + stages.summary())
+    if args.view:
+        open_viewer(mesh, title=name, stages=stages, snapshot=picture, cameras=views.cameras)
+    return 0
+
+
+def cmd_view(args) -> int:
+    items = [existing_path(p) for p in args.files]
+    cameras_path = existing_path(args.cameras) if args.cameras else None
+    from carve import viz
+    from carve.viz.display import display_problem
+
+    cameras = None
+    if cameras_path is not None:
+        import data
+
+        cameras = data.load(cameras_path).cameras
+    problem = None if args.snapshot else display_problem()
+    if args.snapshot or problem:
+        written = viz.snapshot(*items, path=Path(args.snapshot or Path(items[0]).with_suffix(".png").name),
+                               cameras=cameras)
+        stages = Stages(args.quiet)
+        if problem:
+            stages.say(f"{problem}: wrote a snapshot instead of opening a window")
+        stages.say(f"wrote {written}")
+    else:
+        viz.show(*items, cameras=cameras)
+    return 0
+
+
+def cmd_render(args) -> int:
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"OUT must be a new or empty directory, got {args.out} with files in it")
+    width, height = parse_size(args.size)
+    import data
+
+    stages = Stages(args.quiet)
+    with stages("render"):
+        views = data.synthetic(args.object, views=args.views, size=(width, height))
+    with stages("write"):
+        data.save(views, out, format=args.format)
+    stages.say(f"wrote {args.views} views of {args.object!r} as {args.format} to {out}")
+    return 0
+
+
+def _read_rgb(path: Path):
+    """(H, W, 3) uint8 RGB of an image file; RuntimeError when OpenCV cannot read it."""
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise RuntimeError(f"{path} is not an image OpenCV can read")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def cmd_depth(args) -> int:
+    paths, out = [existing_path(p) for p in args.images], output_dir(args.out)
+    import cv2
+    import numpy as np
+    import trimesh
+
+    from carve import depth as mono
+    from data.files import atomic_path
+    from geometry import Camera, intrinsics_from_fov
+
+    images = [_read_rgb(path) for path in paths]
+    stages = Stages(args.quiet)
+    with stages("depth"):
+        depths = mono.predict(images, model=args.model, progress=False if args.quiet else None)
+    clouds = []
+    with stages("write"):
+        for path, image, depth in zip(paths, images, depths):
+            height, width = depth.shape
+            # a photograph has no calibration: an assumed horizontal field of view, camera at the origin
+            camera = Camera(intrinsics_from_fov(args.fov, width, height), np.eye(3), np.zeros(3), width, height)
+            points, colors = mono.to_points(image, depth, camera)
+            clouds.append((points, colors))
+            picture, cloud = out / f"{path.stem}_depth.png", out / f"{path.stem}.ply"
+            with atomic_path(picture) as tmp:
+                cv2.imwrite(str(tmp), colorize_depth(depth))
+            write_mesh(trimesh.PointCloud(points, colors=colors), cloud)
+            stages.say(f"{path.name}: depth {np.nanmin(depth):.2f}..{np.nanmax(depth):.2f}, wrote {picture} and {cloud}")
+    if args.view:
+        open_viewer(*clouds, title="depth", stages=stages)
+    return 0
+
+
+def cmd_train_depth(args) -> int:
+    from carve.depth import run_train_depth
+
+    return run_train_depth(args)
+
+
+BENCHMARKS = {"project": "bench_project.py", "carve": "bench_carve.py", "depth": "eval_depth.py"}
+
+
+def cmd_bench(args) -> int:
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / BENCHMARKS[args.which]
+    if not script.exists():
+        raise UsageError(f"the benchmark scripts live in the source tree; {script} is not there")
+    return subprocess.call([sys.executable, str(script), *args.script_args], cwd=script.parent)

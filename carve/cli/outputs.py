@@ -1,0 +1,134 @@
+"""What the commands leave behind: timed stages, result files written atomically, the viewer.
+
+Importing this module costs nothing (the standard library only); the writers import what they need.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Iterator
+
+__all__ = ["Stages", "write_mesh", "write_results", "open_viewer", "colorize_depth"]
+
+
+class Stages:
+    """Times the stages of a command and prints one line per stage, and other news (unless quiet).
+
+    Example:
+        >>> stages = Stages(quiet=True)
+        >>> with stages("load"):
+        ...     pass
+        >>> list(stages.times)
+        ['load']
+    """
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.times: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        self.say(f"{name} ...")
+        try:
+            yield
+        finally:
+            self.times[name] = time.perf_counter() - start
+        self.say(f"  {name}: {self.times[name]:.2f} s")  # only when the stage succeeded
+
+    def say(self, message: str) -> None:
+        """Print ``message`` (one line) unless quiet."""
+        if not self.quiet:
+            print(message, flush=True)
+
+    def summary(self) -> str:
+        """The stages and their seconds on one line: ``"load 0.12 s, carve 1.50 s"``."""
+        return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.times.items())
+
+
+def write_mesh(mesh, path) -> Path:
+    """Write a trimesh mesh or point cloud to ``path`` atomically, in the format its suffix names.
+
+    Args:
+        mesh: ``trimesh.Trimesh`` or ``trimesh.PointCloud``.
+        path: ending in one of :data:`data.files.MESH_SUFFIXES` (``.ply .obj .glb .gltf .stl .off``);
+            a ``.gltf`` is one self-contained file (its buffers embedded), never a .gltf plus .bin files.
+
+    Example:
+        >>> import tempfile, pathlib, trimesh
+        >>> out = write_mesh(trimesh.creation.box(), pathlib.Path(tempfile.mkdtemp()) / "box.gltf")
+        >>> sorted(p.name for p in out.parent.iterdir())
+        ['box.gltf']
+    """
+    from data.files import MESH_SUFFIXES, atomic_path
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in MESH_SUFFIXES:
+        raise ValueError(f"path must end in {', '.join(MESH_SUFFIXES)}, got {path.name}")
+    options = {"embed_buffers": True} if suffix == ".gltf" else {}
+    with atomic_path(path) as tmp:
+        mesh.export(tmp, file_type=suffix[1:], **options)
+    return path
+
+
+def write_results(grid, mesh, out: Path, name: str, stages: Stages, mesh_path=None) -> list[Path]:
+    """Write ``name.ply`` (or ``mesh_path``), ``name.npz`` and the snapshot ``name.png`` atomically.
+
+    Args:
+        grid: the :class:`carve.VoxelGrid`. mesh: its ``trimesh.Trimesh``. out: the output directory.
+        name: base name of the files. stages: times the writing and says what was written.
+        mesh_path: where the mesh goes instead of ``out / (name + ".ply")``.
+
+    Returns:
+        [mesh path, grid path, snapshot path].
+    """
+    from carve import viz
+
+    mesh_path = Path(mesh_path) if mesh_path else out / f"{name}.ply"
+    grid_path, picture = out / f"{name}.npz", out / f"{name}.png"
+    with stages("write"):
+        write_mesh(mesh, mesh_path)
+        grid.save(grid_path)  # atomic itself
+    with stages("snapshot"):
+        viz.snapshot(mesh, path=picture)
+    stages.say(f"wrote {mesh_path}, {grid_path}, {picture}")
+    return [mesh_path, grid_path, picture]
+
+
+def open_viewer(*items, title: str, stages: Stages, snapshot: Path | None = None, cameras=None) -> None:
+    """Show the items in a window when one can open; otherwise say why not (one line) and go on.
+
+    A missing or stale display (:func:`carve.viz.display.display_problem`) is no failure: the
+    command's files are written, and the line names the ``snapshot`` to look at instead.
+    """
+    from carve.viz.display import display_problem
+
+    problem = display_problem()
+    if problem is None:
+        from carve import viz
+
+        viz.show(*items, cameras=cameras, title=title)
+    else:
+        stages.say(f"{problem}: not opening the viewer" + (f"; see the snapshot {snapshot}" if snapshot else ""))
+
+
+def colorize_depth(depth):
+    """(H, W) depth -> (H, W, 3) BGR uint8, near warm and far cool (turbo colour map on inverse depth).
+
+    Depth <= 0 (no depth) maps like the farthest depth.
+
+    Example:
+        >>> import numpy as np
+        >>> picture = colorize_depth(np.array([[1.0, 2.0], [0.0, 4.0]]))
+        >>> picture.shape, picture.dtype.name
+        ((2, 2, 3), 'uint8')
+    """
+    import cv2
+    import numpy as np
+
+    inverse = np.where(depth > 0, 1.0 / np.maximum(depth, 1e-6), 0.0)
+    lo, hi = np.percentile(inverse[depth > 0], [1, 99]) if (depth > 0).any() else (0.0, 1.0)
+    scaled = np.clip((inverse - lo) / max(hi - lo, 1e-12), 0, 1)
+    return cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_TURBO)

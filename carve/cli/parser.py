@@ -1,0 +1,163 @@
+"""The ``carve`` command line: demo, reconstruct, view, render, depth, train-depth and bench.
+
+Exit status: 0 on success, 2 for bad usage (unknown option, missing input path, malformed value),
+1 when the work itself fails (an unreadable file, a dataset that does not parse). Errors are one line
+on stderr; ``--debug`` shows the traceback. Outputs are written atomically.
+
+Building the parser imports nothing heavy (no numpy, torch, OpenCV, Open3D or ``geometry``; of
+``data`` only the lazy package and :mod:`data.files`), so ``carve --help`` and every usage error
+answer at once; a command imports what it needs when it runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from carve.cli.commands import (UsageError, cmd_bench, cmd_demo, cmd_depth, cmd_reconstruct, cmd_render,
+                                cmd_train_depth, cmd_view)
+from carve.learn.cli import add_arguments as add_training_arguments  # torch-free
+from data.files import MESH_SUFFIXES  # the standard library only
+
+__all__ = ["main", "build_parser", "EXAMPLES"]
+
+EXAMPLES = {
+    "demo": "examples:\n  carve demo\n  carve demo --out /tmp/demo --object mug --no-view",
+    "reconstruct": ("examples:\n  carve reconstruct ../shared/datasets/bunny\n"
+                    "  carve reconstruct scans/temple --format middlebury --silhouettes threshold "
+                    "--resolution 512 --mesh temple.glb\n"
+                    "  carve reconstruct data/ --bounds=-1,-1,-1,1,1,1 --backend torch --device cuda"),
+    "view": ("examples:\n  carve view carve-out/demo.ply\n"
+             "  carve view carve-out/bunny.npz --cameras ../shared/datasets/bunny --snapshot bunny.png"),
+    "render": "examples:\n  carve render torus /tmp/torus --views 24 --format blender\n"
+              "  carve render table /tmp/table --views 36 --size 320x240",
+    "bench": "examples:\n  carve bench project\n  carve bench carve -- --quick",
+    "depth": "examples:\n  carve depth photo.jpg\n  carve depth shots/*.png --out depth-out --fov 70",
+    "train-depth": ("examples:\n  carve train-depth --out runs/depth --size 128 --render-size 256 --scale-min 0.5 "
+                    "--epochs 22\n  torchrun --nproc_per_node=2 -m carve train-depth --out runs/depth-ddp"),
+}
+
+
+def _add_demo(command) -> None:
+    p = command("demo", "render a built-in object from 36 views, estimate silhouettes, carve, mesh, snapshot",
+                cmd_demo)
+    p.add_argument("--out", default="carve-out", help="output directory (default: ./carve-out)")
+    p.add_argument("--object", default="pretzel",
+                   help="built-in object: sphere, box, torus, mug, table, pretzel (default), urchin")
+    p.add_argument("--views", type=int, default=36, help="number of views (default: 36)")
+    p.add_argument("--resolution", type=int, default=256, help="voxels along the longest side (default: 256)")
+    p.add_argument("--size", default="320x240", help="rendered image size WxH (default: 320x240)")
+    p.add_argument("--no-view", action="store_true", help="do not open the viewer even when a display exists")
+
+
+def _add_reconstruct(command) -> None:
+    p = command("reconstruct", "carve a dataset (TUM, Middlebury, Oxford, COLMAP, NeRF) into a mesh and a grid",
+                cmd_reconstruct)
+    p.add_argument("path", help="dataset folder (or its transforms.json / .mat / _par.txt file)")
+    p.add_argument("--format", choices=["tum", "middlebury", "oxford", "colmap", "blender"],
+                   help="dataset format (default: detected)")
+    p.add_argument("--silhouettes", default="given",
+                   choices=["given", "auto", "threshold", "otsu", "color", "grabcut", "learned"],
+                   help="use the dataset's silhouettes (default) or estimate them with a method")
+    p.add_argument("--resolution", type=int, default=256, help="voxels along the longest side (default: 256)")
+    p.add_argument("--method", default="octree", choices=["octree", "dense"], help="carving method")
+    p.add_argument("--backend", default="numba", choices=["numba", "torch"], help="carving backend")
+    p.add_argument("--device", default=None, help="torch device for --backend torch (cpu, cuda, cuda:1)")
+    p.add_argument("--tolerance", type=int, default=0, help="keep voxels rejected by at most this many views")
+    p.add_argument("--bounds", default="auto", help="'auto' or x0,y0,z0,x1,y1,z1 (use --bounds=-1,... for negatives)")
+    p.add_argument("--out", default="carve-out", help="output directory (default: ./carve-out)")
+    p.add_argument("--name", help="base name of the outputs (default: the dataset folder's name)")
+    p.add_argument("--mesh", help=f"mesh file to write, its format by extension: {', '.join(MESH_SUFFIXES)} "
+                                  "(default: OUT/NAME.ply)")
+    p.add_argument("--view", action="store_true", help="open the viewer on the result")
+
+
+def _add_view_render_depth(command) -> None:
+    p = command("view", "show meshes, point clouds and .npz grids (a snapshot when there is no display)", cmd_view)
+    p.add_argument("files", nargs="+", help="mesh, point cloud or grid files")
+    p.add_argument("--cameras", help="dataset whose cameras to draw as frustums")
+    p.add_argument("--snapshot", help="write this PNG instead of opening a window")
+
+    p = command("render", "write a synthetic dataset of a built-in object to disk", cmd_render)
+    p.add_argument("object", help="built-in object name")
+    p.add_argument("out", help="new or empty output directory")
+    p.add_argument("--views", type=int, default=36, help="number of views (default: 36)")
+    p.add_argument("--format", default="tum", choices=["tum", "blender"], help="dataset format (default: tum)")
+    p.add_argument("--size", default="640x480", help="image size WxH (default: 640x480)")
+
+    p = command("depth", "monocular depth of photographs: colour-mapped PNGs and coloured point clouds", cmd_depth)
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--out", default="carve-out", help="output directory (default: ./carve-out)")
+    p.add_argument("--model", help="depth model file (default: the shipped model)")
+    p.add_argument("--fov", type=float, default=55.0,
+                   help="the camera's horizontal field of view, degrees, to place the points "
+                        "(default: 55, the lens of the depth model's training scenes)")
+    p.add_argument("--view", action="store_true", help="open the viewer on the point clouds")
+
+
+def _add_train_and_bench(command) -> None:
+    p = command("train-depth", "train a monocular depth model on procedural scenes (torchrun for several "
+                "processes)", cmd_train_depth)
+    add_training_arguments(p, "depth")
+
+    p = command("bench", "run a benchmark script and print its table", cmd_bench)
+    p.add_argument("which", choices=["project", "carve", "depth"], help="which benchmark")
+    p.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script (after --)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command; each subcommand's ``func`` default is its ``cmd_*`` function.
+
+    Example:
+        >>> args = build_parser().parse_args(["reconstruct", "scans/temple", "--resolution", "64"])
+        >>> args.command, args.resolution, args.func.__name__
+        ('reconstruct', 64, 'cmd_reconstruct')
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", action="store_true", help="print nothing but errors; no progress bars")
+    common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    parser = argparse.ArgumentParser(prog="carve", description="Voxel visual hulls from calibrated images.",
+                                     parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, help_text, func):
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=[common], epilog=EXAMPLES.get(name),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func)
+        return p
+
+    for add in (_add_demo, _add_reconstruct, _add_view_render_depth, _add_train_and_bench):
+        add(command)
+    return parser
+
+
+def _parse(argv) -> argparse.Namespace:
+    """Parse and check the options; exits with status 2 on bad usage."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "script_args", None) and args.script_args[0] == "--":
+        args.script_args = args.script_args[1:]
+    for name in ("views", "resolution"):
+        if getattr(args, name, 1) is not None and getattr(args, name, 1) <= 0:
+            parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``carve`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    args = _parse(argv)
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"
+    try:
+        return args.func(args)
+    except UsageError as err:
+        print(f"carve {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"carve {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a failure of the work itself: one line, or the traceback with --debug
+        if args.debug:
+            raise
+        print(f"carve {args.command}: error: {err}", file=sys.stderr)
+        return 1
