@@ -31,6 +31,10 @@ class MultiView:
         flags: per-view boolean flags, name -> (B,) bool, e.g. Middlebury's ``good_silhouette``.
         format: the format this came from ("tum", "colmap", ..., "render"), or None.
         path: the folder or file it was loaded from, or None.
+        world_from_dataset: (4, 4) float64 map from the dataset's own world frame to the one the
+            cameras (and every computation) use: the identity, or an axis reflection when the
+            dataset's frame is mirrored (see :mod:`data.frames`). Outputs go back through its
+            inverse, so that they line up with the user's data.
 
     Example:
         >>> import numpy as np
@@ -52,6 +56,7 @@ class MultiView:
     flags: dict = field(default_factory=dict)
     format: str | None = None
     path: Path | None = None
+    world_from_dataset: np.ndarray = field(default_factory=lambda: np.eye(4))
 
     def __post_init__(self):
         if not isinstance(self.cameras, Camera):
@@ -113,6 +118,10 @@ class MultiView:
         self.flags = flags
         if self.path is not None:
             self.path = Path(self.path)
+        frame = np.asarray(self.world_from_dataset, dtype=np.float64)
+        if frame.shape != (4, 4) or not np.isfinite(frame).all() or not np.allclose(frame[3], [0, 0, 0, 1]):
+            raise ValueError(f"world_from_dataset must be a finite (4, 4) affine matrix, got {frame.tolist()}")
+        self.world_from_dataset = frame
 
     # ------------------------------------------------------------------------------------------
     def __len__(self) -> int:
