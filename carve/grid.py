@@ -74,6 +74,50 @@ class VoxelGrid:
         return (f"VoxelGrid({nx} x {ny} x {nz}, voxel_size={self.voxel_size:.6g}, occupied={self.count()}, "
                 f"lo={np.round(self.lo, 6).tolist()}, hi={np.round(self.hi, 6).tolist()})")
 
+    # --------------------------------------------------------------------------------------- frames
+    def in_dataset_frame(self, world_from_dataset) -> "VoxelGrid":
+        """The same occupied space in a dataset's own frame (``X_world = world_from_dataset @ X_dataset``).
+
+        Exact for a map whose linear part is an axis permutation with signs (reflections) times a
+        positive scale: the occupancy is transposed and flipped to match, ``lo``/``hi`` mapped (a
+        reflected axis starts at the mapped ``hi``), the voxel size scaled. The identity returns
+        ``self``.
+
+        Args:
+            world_from_dataset: (4, 4) affine map, e.g. ``MultiView.world_from_dataset``.
+
+        Raises:
+            ValueError: the map rotates or shears the axes (no grid of axis-aligned voxels holds it).
+
+        Example:
+            >>> occ = np.zeros((2, 3, 4), bool); occ[0, 0, 0] = True
+            >>> g = VoxelGrid(occ, [0, 0, 0], 1.0).in_dataset_frame(np.diag([1.0, 1.0, -1.0, 1.0]))
+            >>> g.lo.tolist(), g.hi.tolist(), bool(g.occupancy[0, 0, 3])
+            ([0.0, 0.0, -4.0], [2.0, 3.0, 0.0], True)
+        """
+        frame = np.asarray(world_from_dataset, dtype=np.float64)
+        if frame.shape != (4, 4) or not np.isfinite(frame).all() or not np.allclose(frame[3], [0, 0, 0, 1]):
+            raise ValueError(f"world_from_dataset must be a finite (4, 4) affine matrix, got {frame.tolist()}")
+        if np.array_equal(frame, np.eye(4)):
+            return self
+        inv = np.linalg.inv(frame)  # dataset_from_world
+        L, t = inv[:3, :3], inv[:3, 3]
+        axis = np.argmax(np.abs(L), axis=1)  # dataset axis a comes from world axis axis[a]
+        gain = L[np.arange(3), axis]
+        scale = np.abs(gain)
+        rest = L.copy()
+        rest[np.arange(3), axis] = 0
+        if sorted(axis.tolist()) != [0, 1, 2] or np.abs(rest).max() > 1e-12 * scale.max() \
+                or np.ptp(scale) > 1e-12 * scale.max():
+            raise ValueError(f"world_from_dataset must map axes to axes (a permutation with reflections and one "
+                             f"scale) for a voxel grid to follow it exactly, got linear part {frame[:3, :3].tolist()}")
+        occ = np.transpose(self.occupancy, axis)
+        flip = tuple(int(a) for a in np.flatnonzero(gain < 0))
+        if flip:
+            occ = np.flip(occ, axis=flip)
+        corner = np.where(gain > 0, self.lo[axis], self.hi[axis])
+        return VoxelGrid(np.ascontiguousarray(occ), gain * corner + t, self.voxel_size * float(scale[0]))
+
     # -------------------------------------------------------------------------------------- meshing
     def to_mesh(self, images=None, cameras=None, smooth=0.0, progress=None):
         """The surface of the occupied voxels by marching cubes, in world units (:mod:`carve.mesh`).

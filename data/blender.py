@@ -15,10 +15,15 @@ Conventions converted on the way in:
   half-integers, as in Blender, COLMAP, instant-ngp and nerfstudio): ``cx -= 0.5``, ``cy -= 0.5``;
   with only ``camera_angle_x`` the principal point is the image centre, ``(W - 1) / 2`` in ours;
 - ``file_path`` may lack its extension; RGBA images give silhouettes from alpha (alpha >= 128:
-  at least half covered) and their colour channels as the image;
+  at least half covered; fully opaque images give none) and their colour channels as the image;
+- masks may also come from each frame's ``mask_path`` (nerfstudio) or a mask folder beside the
+  json (see :func:`load` and :mod:`data.masks`);
 - ``k1, k2, p1, p2`` (and ``k3``) are undistorted away with OpenCV.
 
 Our own ``bounds`` key ([[lo], [hi]]) is written by :func:`save` and read back; other tools ignore it.
+Poses whose rotation blocks are all reflections (det < 0: a mirrored world) are carved in the world
+reflected by :data:`data.frames.MIRROR`, recorded as ``MultiView.world_from_dataset``; :func:`save`
+writes poses and bounds back in the dataset's frame.
 """
 from __future__ import annotations
 
@@ -31,7 +36,9 @@ import numpy as np
 
 from data.distortion import undistort, undistort_mask
 from data.errors import FormatError
+from data.frames import orient_poses, transform_bounds
 from data.images import IMAGE_EXTENSIONS, find_image, read_image_alpha, write_image
+from data.masks import dataset_masks, read_masks
 from data.multiview import MultiView
 from geometry import Camera
 
@@ -39,6 +46,9 @@ NAME = "blender"
 DESCRIPTION = "NeRF/Blender: transforms.json or transforms_{train,val,test}.json (camera-to-world, OpenGL axes)"
 
 SPLITS = ("train", "val", "test")
+
+#: alpha at or above which a pixel is the object: at least half covered (the midpoint of 0..255)
+ALPHA_OBJECT = 128
 
 
 def _files(path: Path, split: str):
@@ -108,7 +118,8 @@ def _intrinsics(d: dict, top: dict, width: int, height: int, f: Path, text: str,
     return K, (dist if coeffs[4] is not None else dist[:4])
 
 
-def load(path, *, split: str = "all", background=None) -> MultiView:
+def load(path, *, split: str = "all", background=None, silhouettes=True, mask_path: bool = True,
+         mask_object: str | None = None) -> MultiView:
     """Read NeRF/Blender ``transforms*.json``.
 
     Args:
@@ -116,14 +127,22 @@ def load(path, *, split: str = "all", background=None) -> MultiView:
         split: "all" (``transforms.json``, or else train, val and test together), "train", "val", "test".
         background: None keeps the stored colour of RGBA images; an (r, g, b) in 0..255 composites
             them over that colour (NeRF's white background: (255, 255, 255)).
+        silhouettes: True reads masks (see below); False reads none; or a mask folder to read.
+        mask_path: read the frames' ``mask_path`` (nerfstudio) when they have one.
+        mask_object: "bright" or "dark" when the masks' border cannot tell which is the object.
+
+    Masks come from, in this order: every frame's ``mask_path`` (nerfstudio: non-zero is the object
+    unless the border says otherwise); a mask folder (``silhouettes/``, ``masks/``, ``mask/``,
+    ``sil/``) beside the json, matched by the ``file_path`` names; the images' alpha (at least half
+    covered, alpha >= 128). Frames whose image files are all missing while masks are given make a
+    dataset of masks alone (``images=None``).
     """
     path = Path(path)
     files = _files(path, split)
     if not files:
         raise FormatError(path, "holds no transforms.json or transforms_{train,val,test}.json")
-    K, c2w, images, masks, names = [], [], [], [], []
+    frames, names = [], []  # (json file, its text, meta, frame, index, line, 4x4, image file or None)
     bounds = None
-    size = None
     for f in files:
         text = f.read_text(encoding="utf-8")
         try:
@@ -151,51 +170,84 @@ def load(path, *, split: str = "all", background=None) -> MultiView:
             M = np.asarray(M, dtype=np.float64)
             if not np.isfinite(M).all():
                 raise FormatError(f, f"frame {i}: transform_matrix contains NaN or inf", line)
-            rel = str(fr["file_path"])
-            img_path = find_image(f.parent, rel[2:] if rel.startswith("./") else rel, required_for=(f, line))
+            rel = str(fr["file_path"]).removeprefix("./")
+            frames.append((f, text, meta, fr, i, line, M, find_image(f.parent, rel)))
+            names.append(Path(rel).with_suffix("").as_posix() if Path(rel).suffix.lower() in IMAGE_EXTENSIONS
+                         else rel)
+    masks = _masks(frames, names, path if path.is_dir() else path.parent, silhouettes, mask_path, mask_object)
+    if masks is None or any(fr[7] is not None for fr in frames):
+        for f, _, _, fr, _, line, _, img in frames:  # every frame needs its image: name the first missing
+            if img is None:
+                rel = str(fr["file_path"]).removeprefix("./")
+                find_image(f.parent, rel, required_for=(f, line))
+    K, c2w, images, sils = [], [], [], []
+    size = None
+    for k_view, (f, text, meta, fr, i, line, M, img_path) in enumerate(frames):
+        m = None if masks is None else masks[k_view]
+        rgb = alpha = None
+        if img_path is not None:
             rgb, alpha = read_image_alpha(img_path)
-            h, w = rgb.shape[:2]
-            for key, actual in (("w", w), ("h", h)):
-                want = fr.get(key, meta.get(key))
-                if want is not None and int(want) != actual:
-                    raise FormatError(f, f"frame {i}: {key}={want} but {img_path.name} is {w}x{h}", line)
-            k, dist = _intrinsics(fr, meta, w, h, f, text, line)
-            if alpha is not None:
-                m = alpha >= 128
-                if background is not None:
-                    a = alpha[..., None].astype(np.float32) / 255
-                    bg = np.asarray(background, np.float32).reshape(1, 1, 3)
-                    rgb = np.clip(rgb * a + bg * (1 - a) + 0.5, 0, 255).astype(np.uint8)
-            else:
-                m = None
-            if np.any(dist):
-                rgb = undistort(rgb, k, dist)
-                m = undistort_mask(m, k, dist) if m is not None else None
-            if size is None:
-                size = (w, h)
-            elif size != (w, h):
-                raise FormatError(f, f"frame {i}: {img_path.name} is {w}x{h}, the first image is "
-                                     f"{size[0]}x{size[1]}; all views must share one size", line)
-            K.append(k)
-            c2w.append(M[:3, :4])
-            images.append(rgb)
-            masks.append(m)
-            stem = rel.removeprefix("./")
-            names.append(Path(stem).with_suffix("").as_posix() if Path(stem).suffix.lower() in IMAGE_EXTENSIONS
-                         else stem)
+            if m is not None and m.shape != rgb.shape[:2]:
+                raise FormatError(f, f"frame {i}: its mask is {m.shape[1]}x{m.shape[0]} but {img_path.name} is "
+                                     f"{rgb.shape[1]}x{rgb.shape[0]}", line)
+        what = img_path.name if img_path is not None else "its mask"
+        h, w = rgb.shape[:2] if rgb is not None else m.shape
+        for key, actual in (("w", w), ("h", h)):
+            want = fr.get(key, meta.get(key))
+            if want is not None and int(want) != actual:
+                raise FormatError(f, f"frame {i}: {key}={want} but {what} is {w}x{h}", line)
+        k, dist = _intrinsics(fr, meta, w, h, f, text, line)
+        if alpha is not None and background is not None:
+            a = alpha[..., None].astype(np.float32) / 255
+            bg = np.asarray(background, np.float32).reshape(1, 1, 3)
+            rgb = np.clip(rgb * a + bg * (1 - a) + 0.5, 0, 255).astype(np.uint8)
+        if masks is None and alpha is not None:
+            m = alpha >= ALPHA_OBJECT
+        if np.any(dist):
+            rgb = undistort(rgb, k, dist) if rgb is not None else None
+            m = undistort_mask(m, k, dist) if m is not None else None
+        if size is None:
+            size = (w, h)
+        elif size != (w, h):
+            raise FormatError(f, f"frame {i}: {what} is {w}x{h}, the first image is "
+                                 f"{size[0]}x{size[1]}; all views must share one size", line)
+        K.append(k)
+        c2w.append(M[:3, :4])
+        images.append(rgb)
+        sils.append(m)
     try:
-        cameras = Camera.from_c2w(np.stack(c2w), np.stack(K), *size, convention="opengl")
+        c2w_world, frame = orient_poses(np.stack(c2w), names)  # a mirrored world is reflected (data.frames)
+        cameras = Camera.from_c2w(c2w_world, np.stack(K), *size, convention="opengl")
     except ValueError as err:
         raise FormatError(files[0], f"camera poses are not valid ({err})") from None
-    if all(m is not None for m in masks):
-        sil = masks
-    elif any(m is not None for m in masks):
-        first = next(i for i, m in enumerate(masks) if m is None)
+    if all(m is not None for m in sils):
+        if masks is None and all(m.all() for m in sils):
+            sils = None  # every image fully opaque: its alpha says nothing about the object
+    elif any(m is not None for m in sils):
+        first = next(i for i, m in enumerate(sils) if m is None)
         raise FormatError(files[0], f"some images have alpha and some not (view {names[first]!r} has none); "
                                     f"silhouettes need alpha in every image")
     else:
-        sil = None
-    return MultiView(images, cameras, sil, bounds, names, format=NAME, path=path)
+        sils = None
+    bounds = None if bounds is None else transform_bounds(bounds, frame)
+    return MultiView(None if images[0] is None else images, cameras, sils, bounds, names, format=NAME, path=path,
+                     world_from_dataset=frame)
+
+
+def _masks(frames, names, root: Path, silhouettes, mask_path: bool, mask_object):
+    """The masks of the frames from ``mask_path`` or a mask folder, at their files' size; None if neither."""
+    if silhouettes is False or silhouettes is None:
+        return None
+    with_path = [fr for fr in frames if "mask_path" in fr[3]] if mask_path and silhouettes is True else []
+    if with_path:
+        if len(with_path) != len(frames):
+            f, _, _, fr, i, line, _, _ = next(fr for fr in frames if "mask_path" not in fr[3])
+            raise FormatError(f, f"frame {i} has no mask_path while {len(with_path)} other frames have one; "
+                                 f"give every frame its mask", line)
+        files = [find_image(f.parent, str(fr["mask_path"]).removeprefix("./"), required_for=(f, line))
+                 for f, _, _, fr, _, line, _, _ in frames]
+        return read_masks(files, frames[0][0], convention="nonzero", mask_object=mask_object, names=names)
+    return dataset_masks([root], names, silhouettes=silhouettes, mask_object=mask_object)[0]
 
 
 def _is_numeric(x) -> bool:
@@ -210,9 +262,11 @@ def save(mv: MultiView, path: Path) -> None:
     """Write ``mv`` as ``transforms.json`` + ``images/NNNN.png`` into the new folder ``path``.
 
     Intrinsics go in as ``fl_x, fl_y, cx, cy, w, h`` (per frame when they differ between views) and
-    ``camera_angle_x``; silhouettes, when present, become the images' alpha channel.
+    ``camera_angle_x``; silhouettes, when present, become the images' alpha channel. A dataset of
+    masks alone gets ``masks/NNNN.png`` (255 on the object) named by each frame's ``mask_path``, and
+    no image files.
     """
-    (path / "images").mkdir(parents=True)
+    (path / ("images" if mv.images is not None else "masks")).mkdir(parents=True)
     cams = mv.cameras
     K = cams.K
     w, h = cams.width, cams.height
@@ -226,14 +280,18 @@ def save(mv: MultiView, path: Path) -> None:
     if shared:
         meta.update(intr(K[0]))
     if mv.bounds is not None:
-        meta["bounds"] = mv.bounds.tolist()
-    c2w = cams.c2w("opengl")
+        meta["bounds"] = transform_bounds(mv.bounds, np.linalg.inv(mv.world_from_dataset)).tolist()
+    c2w = np.linalg.inv(mv.world_from_dataset) @ cams.c2w("opengl")  # in the dataset's frame
     frames = []
-    for i, im in enumerate(mv.images):
+    for i in range(len(mv)):
         rel = f"images/{i:04d}.png"
         alpha = None if mv.silhouettes is None else mv.silhouettes[i].astype(np.uint8) * 255
-        write_image(path / rel, im, alpha=alpha)
         fr = {"file_path": f"./{rel}", "transform_matrix": c2w[i].tolist()}
+        if mv.images is not None:
+            write_image(path / rel, mv.images[i], alpha=alpha)
+        else:
+            write_image(path / f"masks/{i:04d}.png", alpha)
+            fr["mask_path"] = f"./masks/{i:04d}.png"
         if not shared:
             fr.update(intr(K[i]))
         frames.append(fr)

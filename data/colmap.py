@@ -9,7 +9,9 @@ Layout (COLMAP's own)::
 
 ``path`` may be the project, its ``sparse`` or ``sparse/0`` folder, or any folder holding the two
 files; the images are looked for in ``images=`` if given, else in ``images/`` beside the model or in
-one of its parent folders.
+one of its parent folders. Masks are read from ``silhouettes/``, ``masks/``, ``mask/`` or ``sil/``
+beside the image folder (or beside the model when there are no images: a dataset of masks alone),
+matched to the names in images.txt by stem (``0003.jpg`` <-> ``0003.png``, or COLMAP's ``0003.jpg.png``).
 
 Conventions converted on the way in:
 - the pose is world-to-camera, ``R = quat(qw, qx, qy, qz)``, ``T = t``, OpenCV axes: taken as is;
@@ -26,16 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
-from data.distortion import undistort
+from data.distortion import undistort, undistort_mask
 from data.errors import FormatError
 from data.images import read_image
+from data.masks import dataset_masks
 from data.multiview import MultiView
 from data.text import parse_numbers, read_lines
 from geometry import Camera
 from geometry.conventions import COLMAP_PIXEL_OFFSET
 
 NAME = "colmap"
-DESCRIPTION = "COLMAP sparse model: cameras.{txt,bin} + images.{txt,bin} (sparse/0/), images/"
+DESCRIPTION = "COLMAP sparse model: cameras.{txt,bin} + images.{txt,bin} (sparse/0/), images/ and/or masks"
 
 #: model id -> (name, number of parameters) as in COLMAP's src/colmap/sensor/models.h
 MODELS = {
@@ -253,17 +256,23 @@ def _image_dir(model_dir: Path, images):
     for parent in (model_dir, *list(model_dir.parents)[:3]):
         if (parent / "images").is_dir():
             return parent / "images"
-    raise FormatError(model_dir, "found no images/ folder beside the model or in its parents; pass images=")
+    return None
 
 
-def load(path, *, images=None, undistort_images: bool = True) -> MultiView:
-    """Read a COLMAP sparse model and its images.
+def load(path, *, images=None, undistort_images: bool = True, silhouettes=True,
+         mask_object: str | None = None) -> MultiView:
+    """Read a COLMAP sparse model, its images and its masks.
 
     Args:
         path: project folder, ``sparse``/``sparse/0`` folder, or a folder with cameras/images files.
         images: the image folder, if not ``images/`` beside the model or in a parent folder.
-        undistort_images: undistort images of distorted models (the returned camera is the pinhole
-            one either way; turn this off only for images that were already undistorted).
+        undistort_images: undistort images (and masks) of distorted models (the returned camera is
+            the pinhole one either way; turn this off only for images that were already undistorted).
+        silhouettes: True reads a mask folder (``silhouettes/``, ``masks/``, ``mask/``, ``sil/``)
+            beside the image folder, or beside the model and in its parents when there is no image
+            folder (a dataset of masks alone: ``images=None`` in the result); False reads none; or
+            the mask folder itself. Masks match images.txt names by stem (see :mod:`data.masks`).
+        mask_object: "bright" or "dark" when the masks' border cannot tell which is the object.
 
     Views are ordered by image name.
     """
@@ -279,24 +288,42 @@ def load(path, *, images=None, undistort_images: bool = True) -> MultiView:
         cams, recs = read_cameras_binary(cam_file), read_images_binary(img_file)
     recs = sorted(recs, key=lambda r: r[4])
     folder = _image_dir(model_dir, images)
-    K, R, T, imgs, names = [], [], [], [], []
+    names = [Path(r[4]).with_suffix("").as_posix() for r in recs]
+    places = [folder.parent] if folder is not None else [model_dir, *list(model_dir.parents)[:3]]
+    masks, mask_dir = dataset_masks(places, names, file_names=[r[4] for r in recs], silhouettes=silhouettes,
+                                    mask_object=mask_object)
+    if folder is None and masks is None:
+        raise FormatError(model_dir, "found no images/ folder and no mask folder (silhouettes/, masks/, mask/, "
+                                     "sil/) beside the model or in its parents; pass images=")
+    K, R, T, imgs, sils = [], [], [], [], []
     size = None
-    for iid, q, t, cid, name, line in recs:
+    for i, (iid, q, t, cid, name, line) in enumerate(recs):
         if cid not in cams:
             raise FormatError(img_file, f"image {name!r} refers to camera {cid}, which {cam_file.name} does not define",
                               line)
         model, width, height, params, cam_line = cams[cid]
-        f = folder / name
-        if not f.is_file():
-            raise FormatError(img_file, f"image {name!r} is missing from {folder}", line)
-        im = read_image(f)
+        im = m = None
+        if folder is not None:
+            f = folder / name
+            if not f.is_file():
+                raise FormatError(img_file, f"image {name!r} is missing from {folder}", line)
+            im = read_image(f)
+        if masks is not None:
+            m = masks[i]
+            if im is not None and m.shape != im.shape[:2]:
+                raise FormatError(mask_dir, f"the mask of {name!r} is {m.shape[1]}x{m.shape[0]}, its image is "
+                                            f"{im.shape[1]}x{im.shape[0]}")
+        f = folder / name if folder is not None else mask_dir
+        shape = im.shape[:2] if im is not None else m.shape
         k, dist = intrinsics(model, params)
         if undistort_images and np.any(dist):
-            if im.shape[:2] != (height, width):
-                raise FormatError(f, f"image is {im.shape[1]}x{im.shape[0]} but its distorted camera {cid} "
-                                     f"is {width}x{height}; undistortion needs the original size")
-            im = undistort(im, k, dist)
-        h, w = im.shape[:2]
+            if shape != (height, width):
+                raise FormatError(f, f"{'image' if im is not None else f'the mask of {name!r}'} is "
+                                     f"{shape[1]}x{shape[0]} but its distorted camera {cid} is {width}x{height}; "
+                                     f"undistortion needs the original size")
+            im = undistort(im, k, dist) if im is not None else None
+            m = undistort_mask(m, k, dist) if m is not None else None
+        h, w = shape
         if (w, h) != (width, height):
             if abs(w / h - width / height) > 1e-2:
                 raise FormatError(f, f"image is {w}x{h} but camera {cid} in {cam_file.name} is {width}x{height}, "
@@ -311,9 +338,10 @@ def load(path, *, images=None, undistort_images: bool = True) -> MultiView:
         R.append(quaternion_to_rotation(q))
         T.append(t)
         imgs.append(im)
-        names.append(Path(name).with_suffix("").as_posix())
+        sils.append(m)
     try:
         cameras = Camera(np.stack(K), np.stack(R), np.stack(T), *size)
     except ValueError as err:
         raise FormatError(cam_file, f"cameras are not valid ({err})") from None
-    return MultiView(imgs, cameras, None, None, names, format=NAME, path=path)
+    return MultiView(imgs if folder is not None else None, cameras, sils if masks is not None else None, None,
+                     names, format=NAME, path=path)

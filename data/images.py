@@ -17,8 +17,8 @@ import numpy as np
 from data.errors import FormatError
 from geometry.arrays import is_tensor
 
-__all__ = ["IMAGE_EXTENSIONS", "read_image", "read_image_alpha", "read_mask", "write_image", "find_image", "list_images",
-           "rgb_images"]
+__all__ = ["IMAGE_EXTENSIONS", "read_image", "read_image_alpha", "read_mask", "read_mask_values", "write_image",
+           "find_image", "list_images", "rgb_images"]
 
 #: extensions (lower case) that loaders accept as images, in the order tried when a name has none
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pbm", ".pnm", ".bmp", ".tif", ".tiff",
@@ -115,6 +115,31 @@ def read_mask(path, *, object_value: int | None = None) -> np.ndarray:
     if img.ndim == 3:
         img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
     return img == object_value if object_value is not None else img > 0
+
+
+def read_mask_values(path) -> np.ndarray:
+    """Read a mask file's values as they are stored, for :mod:`data.masks` to threshold.
+
+    Args:
+        path: the mask file (any format OpenCV decodes).
+
+    Returns:
+        (H, W) array in the file's own type (uint8, uint16 or float; 0/1 masks stay 0/1): the alpha
+        channel when the file has one that is not constant (a cut-out saved with transparency: its
+        alpha is the mask), else the grey value (colour masks are converted to grey).
+
+    Raises:
+        FormatError: the file is missing or cannot be decoded.
+    """
+    path = Path(path)
+    img = _decode(path, cv2.IMREAD_UNCHANGED)
+    if img.ndim == 2:
+        return img
+    if img.shape[2] in (2, 4) and img[:, :, -1].min() != img[:, :, -1].max():
+        return np.ascontiguousarray(img[:, :, -1])
+    if img.shape[2] in (1, 2):
+        return np.ascontiguousarray(img[:, :, 0])
+    return cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_BGR2GRAY)
 
 
 def write_image(path, image: np.ndarray, *, alpha: np.ndarray | None = None) -> Path:

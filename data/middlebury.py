@@ -11,7 +11,9 @@ Layout::
                      as ``MultiView.flags["good_silhouette"]``
     <name>_ang.txt   (ignored: the turntable angles)
 
-The images carry no silhouettes; the loader leaves ``silhouettes`` None.
+The layout has no masks of its own: ``silhouettes`` is None unless a mask folder (``silhouettes/``,
+``masks/``, ``mask/``, ``sil/``) beside the ``_par.txt`` holds them (see :mod:`data.masks`); with
+masks and no images the result has ``images=None``.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import numpy as np
 
 from data.errors import FormatError
 from data.images import find_image, read_views
+from data.masks import dataset_masks, find_mask_folder
 from data.multiview import MultiView
 from data.text import parse_numbers, read_lines
 from geometry import Camera
@@ -94,19 +97,30 @@ def _read_good(path: Path, names: list[str]) -> np.ndarray:
     return flags
 
 
-def load(path, *, name: str | None = None) -> MultiView:
+def load(path, *, name: str | None = None, silhouettes=True, mask_object: str | None = None) -> MultiView:
     """Read a Middlebury multi-view folder (or its ``_par.txt`` file).
 
     Args:
         path: the folder, or the ``<name>_par.txt`` file itself.
         name: the dataset name when the folder holds several ``_par.txt`` files (e.g. "dinoSR").
+        silhouettes: True reads a mask folder beside the ``_par.txt`` (``silhouettes/``, ``masks/``,
+            ``mask/``, ``sil/``, matched by image stem; with none of the images present, a dataset
+            of masks alone); False reads none; or the mask folder itself.
+        mask_object: "bright" or "dark" when the masks' border cannot tell which is the object.
     """
     par = _par_file(Path(path), name)
     folder = par.parent
     names, K, R, T, where = read_par(par)
-    files = [find_image(folder, n, required_for=(par, ln)) for n, ln in zip(names, where)]
-    images = read_views(files)
-    h, w = images[0].shape[:2]
+    stems = [Path(n).stem for n in names]
+    found = [find_image(folder, n) for n in names]
+    has_masks = silhouettes not in (False, None) and (silhouettes is not True or find_mask_folder([folder]))
+    images = None
+    if any(found) or not has_masks:  # masks alone when none of the images is there
+        files = [find_image(folder, n, required_for=(par, ln)) for n, ln in zip(names, where)]
+        images = read_views(files)
+    masks, _ = dataset_masks([folder], stems, silhouettes=silhouettes, mask_object=mask_object,
+                             size=None if images is None else images[0].shape[1::-1])
+    h, w = (images or masks)[0].shape[:2]
     for i, ln in enumerate(where):
         try:
             Camera(K[i], R[i], T[i])
@@ -118,5 +132,5 @@ def load(path, *, name: str | None = None) -> MultiView:
     good = folder / f"{stem}_good_silhouette_images.txt"
     if good.is_file():
         flags["good_silhouette"] = _read_good(good, names)
-    return MultiView(images, cameras, None, None, [Path(n).stem for n in names], flags=flags,
+    return MultiView(images, cameras, masks, None, stems, flags=flags,
                      format=NAME, path=folder)

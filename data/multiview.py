@@ -21,7 +21,8 @@ class MultiView:
     """B calibrated views of one scene.
 
     Attributes:
-        images: list of B (H, W, 3) uint8 RGB images (a (B, H, W, 3) array is accepted and split).
+        images: list of B (H, W, 3) uint8 RGB images (a (B, H, W, 3) array is accepted and split),
+            or None for a dataset of masks alone (then ``silhouettes`` must be given).
         cameras: ``geometry.Camera`` with B cameras and ``width``/``height`` set to the images' size.
         silhouettes: list of B (H, W) bool masks (True on the object), or None.
         bounds: (2, 3) float64 box ``[lo, hi]`` around the object in world units, or None.
@@ -45,9 +46,11 @@ class MultiView:
         MultiView(2 views, 32x24)
         >>> mv[1:].names
         ['0001']
+        >>> MultiView(None, cams, silhouettes=[np.ones((24, 32), bool)] * 2)   # masks alone
+        MultiView(2 views, 32x24, no images, silhouettes)
     """
 
-    images: list
+    images: list | None
     cameras: Camera
     silhouettes: list | None = None
     bounds: np.ndarray | None = None
@@ -66,10 +69,12 @@ class MultiView:
         if self.cameras.is_torch:
             self.cameras = self.cameras.numpy()
         b, w, h = len(self.cameras), self.cameras.width, self.cameras.height
-        self.images = _as_list(self.images, "images")
-        if len(self.images) != b:
+        if self.images is None and self.silhouettes is None:
+            raise ValueError("a MultiView needs images or silhouettes (or both), got neither")
+        self.images = None if self.images is None else _as_list(self.images, "images")
+        if self.images is not None and len(self.images) != b:
             raise ValueError(f"images must hold one image per camera ({b}), got {len(self.images)}")
-        for k, im in enumerate(self.images):
+        for k, im in enumerate(self.images or ()):
             if not isinstance(im, np.ndarray) or im.dtype != np.uint8:
                 raise TypeError(f"images[{k}] must be a uint8 numpy array, got "
                                 f"{getattr(im, 'dtype', type(im).__name__)}")
@@ -172,6 +177,8 @@ class MultiView:
 
     def __repr__(self) -> str:
         parts = [f"{len(self)} views", f"{self.width}x{self.height}"]
+        if self.images is None:
+            parts.append("no images")
         if self.silhouettes is not None:
             parts.append("silhouettes")
         if self.depths is not None:

@@ -8,10 +8,14 @@ Layout::
 
 Real folders hold one image more than there are matrices (the last image repeats the first view):
 the first N images in name order are used and a warning says so. Fewer images than matrices is an
-error.
+error. Masks are read from a mask folder beside the images (see :func:`load`); with no images
+there, the masks alone pair with the matrices in name order (``images=None``).
 
 Convention: P maps to pixel coordinates with the top-left pixel centre at (0, 0), as ours. For
 matrices written for MATLAB's 1-based pixels, pass ``pixel_origin=1`` (subtracts 1 from u and v).
+Each P gets the sign that puts the scene in front; a mirrored world (the dinosaur's projective-then-
+metric frame is one) is reflected into a right-handed one and recorded as
+``MultiView.world_from_dataset`` (:func:`data.frames.orient_projections`); a K far from metric warns.
 """
 from __future__ import annotations
 
@@ -21,7 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from data.errors import FormatError
+from data.frames import orient_projections
 from data.images import list_images, read_views
+from data.masks import dataset_masks, find_mask_folder, read_masks
 from data.multiview import MultiView
 from geometry import Camera
 
@@ -43,7 +49,8 @@ def _mat_files_with_p(path: Path):
 
 
 def detect(path: Path) -> str | None:
-    if not any(path.glob("*.mat")) or not list_images(path):
+    masks = find_mask_folder([path])
+    if not any(path.glob("*.mat")) or not (list_images(path) or (masks is not None and list_images(masks))):
         return None
     found = _mat_files_with_p(path)
     return f"{found[0].name} with P" if found else None
@@ -91,13 +98,18 @@ def read_projections(mat) -> np.ndarray:
     return P
 
 
-def load(path, *, mat: str | None = None, pixel_origin: int = 0) -> MultiView:
+def load(path, *, mat: str | None = None, pixel_origin: int = 0, silhouettes=True,
+         mask_object: str | None = None) -> MultiView:
     """Read an Oxford VGG folder.
 
     Args:
         path: the folder (or the .mat file; the images are then read from its folder).
         mat: the .mat file name when the folder holds several with a ``P``.
         pixel_origin: 0 if P's top-left pixel centre is (0, 0); 1 for MATLAB-style (1, 1).
+        silhouettes: True reads a mask folder beside the images (``silhouettes/``, ``masks/``,
+            ``mask/``, ``sil/``; matched by stem, or, with no images, paired with P in name order
+            as the images are: a dataset of masks alone); False reads none; or the mask folder.
+        mask_object: "bright" or "dark" when the masks' border cannot tell which is the object.
     """
     path = Path(path)
     if path.is_file():
@@ -119,6 +131,13 @@ def load(path, *, mat: str | None = None, pixel_origin: int = 0) -> MultiView:
     P = read_projections(mat_file)
     n = len(P)
     files = list_images(folder)
+    mask_dir = None
+    if silhouettes is True:
+        mask_dir = find_mask_folder([folder])
+    elif silhouettes not in (False, None):
+        mask_dir = Path(silhouettes)
+    if not files and mask_dir is not None and mask_dir.is_dir():
+        files = list_images(mask_dir)  # masks alone: they pair with P in name order, as images would
     if len(files) < n:
         raise FormatError(folder, f"holds {len(files)} images for the {n} matrices in {mat_file.name}; "
                                   f"every matrix needs its image")
@@ -127,8 +146,14 @@ def load(path, *, mat: str | None = None, pixel_origin: int = 0) -> MultiView:
         warnings.warn(f"{folder}: {len(files)} images for {n} matrices in {mat_file.name}; pairing the first "
                       f"{n} in name order and ignoring {extra}", stacklevel=3)
         files = files[:n]
-    images = read_views(files)
-    h, w = images[0].shape[:2]
+    stems = [f.stem for f in files]
+    if mask_dir is not None and files[0].parent == mask_dir:
+        images, masks = None, read_masks(files, mask_dir, mask_object=mask_object, names=stems)
+    else:
+        images = read_views(files)
+        masks, _ = dataset_masks([folder], stems, silhouettes=silhouettes, mask_object=mask_object,
+                                 size=images[0].shape[1::-1])
+    h, w = (images or masks)[0].shape[:2]
     if pixel_origin:
         P = np.array([[1.0, 0, -pixel_origin], [0, 1.0, -pixel_origin], [0, 0, 1.0]]) @ P
     for i in range(n):
@@ -136,5 +161,10 @@ def load(path, *, mat: str | None = None, pixel_origin: int = 0) -> MultiView:
             Camera.from_projection(P[i])
         except ValueError as err:
             raise FormatError(mat_file, f"P{{{i + 1}}} is not a valid finite camera ({err})") from None
-    cameras = Camera.from_projection(P, w, h)
-    return MultiView(images, cameras, None, None, [f.stem for f in files], format=NAME, path=folder)
+    names = [f.stem for f in files]
+    try:
+        P_world, frame = orient_projections(P, w, h, names)
+    except ValueError as err:
+        raise FormatError(mat_file, str(err)) from None
+    cameras = Camera.from_projection(P_world, w, h, orient=False)
+    return MultiView(images, cameras, masks, None, names, format=NAME, path=folder, world_from_dataset=frame)

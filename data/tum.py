@@ -4,12 +4,16 @@ Layout::
 
     calib/NNNN.txt        "CONTOUR" header line, then the 3x4 projection matrix P, one row per line,
                           with P @ [X, Y, Z, 1] = d * [u, v, 1], d the depth in front of the camera
-    images/NNNN.<ext>     the photographs (any extension OpenCV reads)
+    images/NNNN.<ext>     the photographs (any extension OpenCV reads); may be absent when masks are given
     silhouettes/NNNN.<ext>  optional 8-bit masks, 0 (black) is the object, anything else background
+                          (the layout's convention; a border that says otherwise wins, with a warning)
+    masks/, mask/, sil/   other mask folders, polarity from the border rule (see :mod:`data.masks`)
     bounds.txt            optional (ours): two lines "lo_x lo_y lo_z" and "hi_x hi_y hi_z"
 
-Convention: P's pixel coordinates have the top-left pixel centre at (0, 0), as ours, so P is taken
-as it is and decomposed into K [R|T] (``Camera.from_projection``).
+Convention: P's pixel coordinates have the top-left pixel centre at (0, 0), as ours. Each P gets
+the sign that puts the scene in front, a mirrored world is reflected into a right-handed one
+(:func:`data.frames.orient_projections`, recorded as ``MultiView.world_from_dataset``; ``bounds.txt``
+is in the dataset's frame), and P is decomposed into K [R|T] (``Camera.from_projection``).
 """
 from __future__ import annotations
 
@@ -18,20 +22,26 @@ from pathlib import Path
 import numpy as np
 
 from data.errors import FormatError
-from data.images import find_image, read_mask, read_views, write_image
+from data.frames import orient_projections, to_dataset_projections, transform_bounds
+from data.images import find_image, read_views, write_image
+from data.masks import MASK_FOLDERS, dataset_masks, find_mask_folder
 from data.multiview import MultiView
 from data.text import parse_numbers, read_lines
 from geometry import Camera
 
 NAME = "tum"
-DESCRIPTION = "TUM/Bonn: calib/NNNN.txt (CONTOUR + 3x4 P), images/, optional silhouettes/ (0 = object)"
+DESCRIPTION = ("TUM/Bonn: calib/NNNN.txt (CONTOUR + 3x4 P), images/ and/or a mask folder (silhouettes/: "
+               "0 = object, masks/, mask/, sil/)")
 
 
 def detect(path: Path) -> str | None:
     """Evidence that ``path`` is a TUM/Bonn folder, or None."""
-    if (path / "calib").is_dir() and (path / "images").is_dir() and any((path / "calib").glob("*.txt")):
+    if not ((path / "calib").is_dir() and any((path / "calib").glob("*.txt"))):
+        return None
+    if (path / "images").is_dir():
         return "calib/*.txt and images/"
-    return None
+    masks = find_mask_folder([path])
+    return f"calib/*.txt and {masks.name}/, no images" if masks else None
 
 
 def read_projection(path) -> np.ndarray:
@@ -65,12 +75,15 @@ def _read_bounds(path: Path):
     return np.stack([lo, hi])
 
 
-def load(path, *, silhouettes: bool = True) -> MultiView:
+def load(path, *, silhouettes=True, mask_object: str | None = None) -> MultiView:
     """Read a TUM/Bonn folder.
 
     Args:
-        path: the folder holding ``calib/`` and ``images/``.
-        silhouettes: read ``silhouettes/`` when present.
+        path: the folder holding ``calib/`` and ``images/`` and/or a mask folder (masks alone give a
+            MultiView with ``images=None``).
+        silhouettes: read the mask folder when present (True), not (False), or the mask folder itself.
+        mask_object: "bright" or "dark": which value of the masks is the object, when neither the
+            convention nor the border rule can tell (see :mod:`data.masks`).
     """
     path = Path(path)
     calibs = sorted((path / "calib").glob("*.txt"))
@@ -78,23 +91,27 @@ def load(path, *, silhouettes: bool = True) -> MultiView:
         raise FormatError(path / "calib", "holds no NNNN.txt calibration files")
     names = [c.stem for c in calibs]
     P = np.stack([read_projection(c) for c in calibs])
-    image_files = [find_image(path / "images", n, required_for=c) for n, c in zip(names, calibs)]
-    images = read_views(image_files)
-    h, w = images[0].shape[:2]
+    images, size = None, None
+    if (path / "images").is_dir() or not silhouettes:
+        image_files = [find_image(path / "images", n, required_for=c) for n, c in zip(names, calibs)]
+        images = read_views(image_files)
+        size = images[0].shape[1::-1]
+    masks, _ = dataset_masks([path], names, silhouettes=silhouettes, conventions={"silhouettes": "zero"},
+                             mask_object=mask_object, size=size)
+    if images is None and masks is None:
+        raise FormatError(path, f"holds neither images/ nor a mask folder ({', '.join(MASK_FOLDERS)})")
+    h, w = (images or masks)[0].shape[:2]
     try:
-        cameras = Camera.from_projection(P, w, h)
+        P_world, frame = orient_projections(P, w, h, names)
+        cameras = Camera.from_projection(P_world, w, h, orient=False)
     except ValueError as err:
         bad = _first_bad_projection(P)
+        if bad is None:
+            raise FormatError(path / "calib", str(err)) from None
         raise FormatError(calibs[bad], f"P is not a valid finite camera ({err})") from None
-    masks = None
-    sil_dir = path / "silhouettes"
-    if silhouettes and sil_dir.is_dir():
-        mask_files = [find_image(sil_dir, n, required_for=c) for n, c in zip(names, calibs)]
-        masks = [read_mask(f, object_value=0) for f in mask_files]
-        for f, m in zip(mask_files, masks):
-            if m.shape != (h, w):
-                raise FormatError(f, f"silhouette is {m.shape[1]}x{m.shape[0]}, its image is {w}x{h}")
-    return MultiView(images, cameras, masks, _read_bounds(path), names, format=NAME, path=path)
+    bounds = _read_bounds(path)
+    bounds = None if bounds is None else transform_bounds(bounds, frame)
+    return MultiView(images, cameras, masks, bounds, names, format=NAME, path=path, world_from_dataset=frame)
 
 
 def _first_bad_projection(P):
@@ -103,22 +120,26 @@ def _first_bad_projection(P):
             Camera.from_projection(P[i])
         except ValueError:
             return i
-    return 0
+    return None
 
 
 def save(mv: MultiView, path: Path) -> None:
-    """Write ``mv`` in the TUM/Bonn layout into the new folder ``path`` (views named 0000, 0001, ...)."""
+    """Write ``mv`` in the TUM/Bonn layout into the new folder ``path`` (views named 0000, 0001, ...);
+    a dataset of masks alone gets no ``images/``."""
     (path / "calib").mkdir(parents=True)
-    (path / "images").mkdir()
     names = [f"{i:04d}" for i in range(len(mv))]  # the layout numbers its views
-    P = mv.cameras.P
-    for name, p, im in zip(names, P, mv.images):
+    P = to_dataset_projections(mv.cameras.P, mv.world_from_dataset)  # back in the dataset's frame
+    for name, p in zip(names, P):
         rows = "\n".join(" ".join(f"{v:.17g}" for v in row) for row in p)
         (path / "calib" / f"{name}.txt").write_text(f"CONTOUR\n{rows}\n")
-        write_image(path / "images" / f"{name}.png", im)
+    if mv.images is not None:
+        (path / "images").mkdir()
+        for name, im in zip(names, mv.images):
+            write_image(path / "images" / f"{name}.png", im)
     if mv.silhouettes is not None:
         (path / "silhouettes").mkdir()
         for name, m in zip(names, mv.silhouettes):
             write_image(path / "silhouettes" / f"{name}.png", np.where(m, 0, 255).astype(np.uint8))
     if mv.bounds is not None:
-        (path / "bounds.txt").write_text("\n".join(" ".join(f"{v:.17g}" for v in row) for row in mv.bounds) + "\n")
+        bounds = transform_bounds(mv.bounds, np.linalg.inv(mv.world_from_dataset))
+        (path / "bounds.txt").write_text("\n".join(" ".join(f"{v:.17g}" for v in row) for row in bounds) + "\n")

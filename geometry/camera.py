@@ -255,13 +255,23 @@ class Camera:
 
     # ---------------------------------------------------------------------------------- constructors
     @classmethod
-    def from_projection(cls, P, width=None, height=None) -> "Camera":
+    def from_projection(cls, P, width=None, height=None, *, orient: bool = True) -> "Camera":
         """Cameras from 3x4 projection matrices by RQ decomposition, ``P ~ K [R|T]``.
 
         Args:
             P: (3, 4) or (B, 3, 4), any non-zero scale and sign; ``M = P[:, :3]`` must be invertible.
+            width, height: the image size in pixels (it also helps find the scene, below).
+            orient: choose each P's sign so that the scene lies in front of every camera
+                (:func:`geometry.orientation.front_signs`: where the views look); False takes P's sign
+                as given. One camera carries no evidence of where its scene is and keeps
+                ``det(M) > 0``, as does ``orient=False`` for any batch.
 
-        The result has positive focal lengths, det R = +1, and reproduces P up to scale.
+        The result has positive focal lengths, det R = +1, and reproduces P up to a positive scale
+        (up to scale for one camera).
+
+        Raises:
+            ValueError: for the in-front sign ``det(M) < 0``: the frame is mirrored and no rotation
+                reproduces it; :func:`data.frames.orient_projections` reflects a world axis first.
         """
         was_tensor = is_tensor(P)
         Pn = _batched_matrices(to_numpy(P, "P"), "P", 3, 4)
@@ -271,7 +281,24 @@ class Camera:
         scale = np.abs(M).max(axis=(1, 2)) ** 3
         if np.any(np.abs(det) <= 1e-12 * scale):
             raise ValueError("P must have an invertible left 3x3 block (a finite camera), got a singular one")
-        Pn = Pn * np.sign(det)[:, None, None]  # P is defined up to scale; pick the sign with det(M) > 0
+        if orient and len(Pn) > 1:
+            from geometry.orientation import front_signs
+
+            signs = front_signs(Pn, *_check_size(width, height))
+            flipped = signs * det < 0
+            if flipped.all():
+                raise ValueError(f"P must describe a right-handed frame, but for the sign that puts the scene in "
+                                 f"front det(P[:, :3]) < 0 in all {len(Pn)} views: the frame is mirrored; load it "
+                                 f"with data.frames.orient_projections, which reflects a world axis "
+                                 f"(P @ diag(1, 1, -1, 1)), or reflect an axis yourself")
+            if flipped.any():
+                odd = np.flatnonzero(flipped if flipped.sum() <= len(Pn) / 2 else ~flipped).tolist()
+                raise ValueError(f"P must be one consistent calibration, but for the sign that puts the scene in "
+                                 f"front det(P[:, :3]) has mixed signs: views {odd} are mirrored relative to "
+                                 f"the other {len(Pn) - len(odd)}")
+        else:
+            signs = np.sign(det)  # no evidence of where the scene is: the sign with det(M) > 0
+        Pn = Pn * signs[:, None, None]
         K, R = _rq(Pn[:, :, :3])
         T = np.linalg.solve(K, Pn[:, :, 3:])[..., 0]
         cam = cls(K / K[:, 2:3, 2:3], R, T, width, height)

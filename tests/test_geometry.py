@@ -207,6 +207,25 @@ def test_projection_matrix_decomposition(seed, scale):
     np.testing.assert_allclose(back.T, cam.T, atol=1e-8)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_projection_batch_gets_the_in_front_sign(seed):
+    """Per view any sign and scale: the batch gets back the cameras that see the scene in front."""
+    rng = np.random.default_rng(seed)
+    angles = rng.uniform(0, 2 * np.pi, 9)
+    eyes = np.c_[4 * np.cos(angles), 4 * np.sin(angles), rng.uniform(0.5, 2, 9)]
+    cams = Camera.look_at(eyes, rng.uniform(-0.2, 0.2, 3), fov=50, width=W, height=H)
+    factors = rng.choice([-1.0, 1.0], 9) * rng.uniform(1e-3, 1e3, 9)
+    back = Camera.from_projection(cams.P * factors[:, None, None], W, H)
+    np.testing.assert_allclose(back.K, cams.K, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(back.R, cams.R, atol=1e-9)
+    np.testing.assert_allclose(back.T, cams.T, atol=1e-8)
+    mirrored = cams.P @ np.diag([1.0, 1.0, -1.0, 1.0])  # in front, but det(P[:, :3]) < 0: a left-handed world
+    with pytest.raises(ValueError, match=r"frame is mirrored; load it with data.frames.orient_projections"):
+        Camera.from_projection(mirrored * np.abs(factors)[:, None, None], W, H)
+    flipped = Camera.from_projection(mirrored, W, H, orient=False)  # the old rule: det > 0, scene behind
+    assert (project(np.zeros((1, 3)), flipped)[1] < 0).all()
+
+
 def test_depth_to_points_round_trip_with_colors():
     rng = np.random.default_rng(12)
     cam = random_camera(rng, batch=2).resized(32, 24)

@@ -219,6 +219,13 @@ def scene():
     (lambda s, c, b: (s, c, b, {"outside": ["keep"] * 2}), ValueError, r"outside must list 'carve' or 'keep' for each of the 3"),
     (lambda s, c, b: ([s[0], s[1][:, :20], s[2]], c, b, {}), ValueError, r"silhouettes must all have one size"),
     (lambda s, c, b: ("masks", c, b, {}), TypeError, r"silhouettes must be a \(B, H, W\) array"),
+    (lambda s, c, b: (s, c, b, {"slack": -1}), ValueError, r"slack must be a finite number of pixels >= 0, got -1"),
+    (lambda s, c, b: (s, c, b, {"slack": np.nan}), ValueError, r"slack must be a finite number of pixels >= 0"),
+    (lambda s, c, b: (s, c, b, {"slack": True}), ValueError, r"slack must be a finite number of pixels >= 0"),
+    (lambda s, c, b: (s, c, b, {"slack": "1"}), ValueError, r"slack must be a finite number of pixels >= 0"),
+    (lambda s, c, b: (s.astype(np.uint8) * 128, c, b, {"slack": 1.0}), ValueError, r"only 0 and 255"),
+    (lambda s, c, b: (np.concatenate([s[:2], np.zeros_like(s[:1])]), c, b, {"slack": 2}), ValueError,
+     r"silhouettes \[2\] hold no object"),
 ])
 def test_bad_input_gets_a_named_error(scene, change, error, pattern):
     cams, sil, _, bounds = scene
@@ -306,3 +313,68 @@ def test_torch_device_must_exist(scene):
         carve.carve(sil, cams, 16, bounds, backend="torch", device="cuda")
     with pytest.raises(ValueError, match=r"device must be a torch device"):
         carve.carve(sil, cams, 16, bounds, backend="torch", device="gpu0")
+
+
+# ----------------------------------------------------------------------------------------- slack
+def _naive_dilation(sil, slack):
+    """Every pixel within ``slack`` of an object pixel's centre, by brute force over all pairs."""
+    B, H, W = sil.shape
+    rows, cols = np.mgrid[:H, :W]
+    out = np.zeros_like(sil)
+    for b in range(B):
+        obj = np.argwhere(sil[b])
+        d2 = (rows.ravel()[:, None] - obj[None, :, 0]) ** 2 + (cols.ravel()[:, None] - obj[None, :, 1]) ** 2
+        out[b] = (d2.min(1) <= slack * slack).reshape(H, W)
+    return out
+
+
+@pytest.mark.parametrize("slack", [0.5, 1.0, 1.5, np.sqrt(2), 2.3, 4.0])
+def test_slack_is_a_dilation_of_each_mask(slack):
+    from carve.hull.rule import dilate_masks
+
+    cams, sil, _, (lo, hi), _ = random_scene(11, noise=0.01)
+    grown = dilate_masks(sil, slack)
+    np.testing.assert_array_equal(grown, _naive_dilation(sil, slack))
+    ref = reference_carve(grown, cams, lo, hi, 27, outside="carve")
+    for method in ("dense", "octree"):
+        grid = carve.carve(sil, cams, 27, (lo, hi), method=method, slack=slack)
+        np.testing.assert_array_equal(grid.occupancy, ref, err_msg=f"{method}, slack {slack}")
+    assert ref.any()
+
+
+@pytest.mark.parametrize("slack,tolerance,outside", [(1.0, 0, "carve"), (2.5, 1, "keep"), (1.5, 0, "mixed")])
+def test_slack_torch_matches_numba(slack, tolerance, outside):
+    pytest.importorskip("torch")
+    cams, sil, _, (lo, hi), _ = random_scene(12, near=True)
+    outside = _outside_for(outside, len(cams), 12)
+    kw = dict(resolution=25, bounds=(lo, hi), tolerance=tolerance, outside=outside, slack=slack)
+    expected = carve.carve(sil, cams, **kw).occupancy
+    for method in ("octree", "dense"):
+        grid = carve.carve(sil, cams, method=method, backend="torch", device="cpu", **kw)
+        np.testing.assert_array_equal(grid.occupancy, expected, err_msg=f"torch {method}, slack {slack}")
+    import torch
+
+    as_tensor = carve.carve(torch.from_numpy(sil), cams, backend="torch", device="cpu", **kw)
+    np.testing.assert_array_equal(as_tensor.occupancy, expected)
+
+
+def test_slack_zero_is_the_exact_rule_and_slack_only_grows_the_hull():
+    cams, sil, _, (lo, hi), _ = random_scene(13)
+    exact = carve.carve(sil, cams, 30, (lo, hi))
+    np.testing.assert_array_equal(carve.carve(sil, cams, 30, (lo, hi), slack=0.0).occupancy, exact.occupancy)
+    np.testing.assert_array_equal(carve.carve(sil, cams, 30, (lo, hi), slack=0.9).occupancy, exact.occupancy)
+    previous = exact.occupancy
+    for slack in (1, 2, 3.5):
+        grown = carve.carve(sil, cams, 30, (lo, hi), slack=slack).occupancy
+        assert not (previous & ~grown).any() and grown.sum() > previous.sum()
+        previous = grown
+    as_uint8 = carve.carve(sil.astype(np.uint8) * 255, cams, 30, (lo, hi), slack=2).occupancy
+    np.testing.assert_array_equal(as_uint8, carve.carve(sil, cams, 30, (lo, hi), slack=2).occupancy)
+
+
+def test_slack_auto_bounds_hold_the_slack_hull():
+    cams, sil, _, (lo, hi), _ = random_scene(14, n_views=8)
+    auto = carve.carve(sil, cams, 32, slack=2.0)
+    boxed = carve.carve(sil, cams, 64, bounds=(lo - 0.5, hi + 0.5), slack=2.0)
+    inside = (boxed.points() >= auto.lo) & (boxed.points() <= auto.hi)
+    assert inside.all(), "the auto box of a slack carve must hold every voxel the slack keeps"

@@ -89,55 +89,73 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def _masks(views, method: str, path: Path):
-    """The silhouettes to carve: the dataset's own (``method="given"``) or estimated by ``method``."""
-    if method != "given":
-        from carve import silhouettes
+def _load_views(args, path: Path, stages: Stages):
+    """The dataset at ``path``, once its masks can come from ``--silhouettes`` (else UsageError)."""
+    import data
+    from carve.cli.reconstruct import masks_problem
 
-        return silhouettes(views.images, method=method)
-    if views.silhouettes is None:
-        raise UsageError(f"{path} has no silhouettes; pass --silhouettes auto (or another method)")
-    return views.silhouettes
-
-
-def _outside(masks, views, stages: Stages):
-    """The ``outside=`` rule: "keep" for the views where the object leaves the frame, and say which."""
-    from carve.hull import border_views
-
-    leaving = border_views(masks)
-    if not leaving.any():
-        return "carve"
-    names = ", ".join(name for name, flag in zip(views.names, leaving) if flag)
-    stages.say(f"{int(leaving.sum())} views show the object leaving the frame ({names}): centres outside those "
-               "images are not carved")
-    return ["keep" if flag else "carve" for flag in leaving]
+    with stages("load"):
+        views = data.load(path, format=args.format, verbose=False)  # stderr is for the error alone
+    problem = masks_problem(views, args.silhouettes)
+    if problem:
+        raise UsageError(problem)
+    stages.say(f"{views.format} dataset{'' if args.format else ' (detected)'}: {len(views)} views of "
+               f"{views.width}x{views.height} px"
+               + ("" if views.images is not None else ", masks only (the mesh is not coloured)"))
+    return views
 
 
 def cmd_reconstruct(args) -> int:
+    """Load, masks, hull (robust unless --exact), mesh, write: the steps of :mod:`carve.cli.reconstruct`.
+
+    An empty or degenerate hull prints its diagnosis, writes only ``NAME_views.json`` (the report
+    that names the views at fault) and fails with one line (exit status 1): no mesh, grid or picture.
+    """
     path, bounds = existing_path(args.path), parse_bounds(args.bounds)
     mesh_path, out = mesh_file(args.mesh), output_dir(args.out)
-    import data
-    from carve import carve
+    if args.tolerance is not None and args.tolerance < 0:
+        raise UsageError(f"--tolerance must be a number of views >= 0, got {args.tolerance}")
+    from carve.cli import reconstruct as steps
+    from carve.cli.outputs import to_dataset_frame
 
     stages = Stages(args.quiet)
-    with stages("load"):
-        views = data.load(path, format=args.format)
-    stages.say(f"{len(views.cameras)} views of {views.images[0].shape[1]}x{views.images[0].shape[0]} px")
+    views = _load_views(args, path, stages)
+    if bounds != "auto":  # the user's box is in the dataset's frame; carving runs in the views' frame
+        from data.frames import transform_bounds
+
+        bounds = tuple(transform_bounds(bounds, views.world_from_dataset))
     with stages("silhouettes"):
-        masks = _masks(views, args.silhouettes, path)
-    outside = _outside(masks, views, stages)
+        masks, source = steps.choose_masks(views, args.silhouettes, stages.say)
+    outside = steps.outside_policy(masks, views.names, stages.say)
     with stages("carve"):
-        grid = carve(masks, views.cameras, resolution=args.resolution, bounds=bounds, method=args.method,
-                     backend=args.backend, device=args.device, tolerance=args.tolerance, outside=outside)
-    stages.say(f"{grid.count():,} occupied voxels of {'x'.join(map(str, grid.shape))}, "
-               f"voxel size {grid.voxel_size:.4g}")
-    with stages("mesh"):
-        mesh = grid.to_mesh(images=views.images, cameras=views.cameras)
+        grid, report = steps.carve_hull(masks, views, outside, exact=args.exact or args.tolerance is not None,
+                                        tolerance=args.tolerance or 0, resolution=args.resolution, bounds=bounds,
+                                        method=args.method, backend=args.backend, device=args.device)
+    stages.say(f"{grid.count():,} occupied voxels of {'x'.join(map(str, grid.shape))}, voxel size "
+               f"{grid.voxel_size:.4g}" if grid.count() else "no voxel is left")
+    if report is not None and not args.quiet:
+        print(report.table(), flush=True)  # it ends with the report's diagnosis, if any
+    reason, mesh = steps.failure(grid, report), None
+    if reason is None:
+        with stages("mesh"):
+            mesh = steps.mesh_of(grid, views)
+        reason = steps.failure(grid, report, mesh)
+    grid, mesh = to_dataset_frame(views, grid, mesh) if reason is None else (None, None)
     name = args.name or path.resolve().name
+    if report is not None:
+        record = steps.views_record(report, views=views, name=name, resolution=args.resolution, masks=source,
+                                    times=stages.times, grid=grid)
+        stages.say(f"wrote {steps.write_views(record, out / f'{name}_views.json')}")
+    if reason is not None:
+        stages.say("skipping the mesh, the grid file and the snapshot: there is nothing to write")
+        raise steps.HullFailure(reason)
     picture = write_results(grid, mesh, out, name, stages, mesh_path=mesh_path)[-1]
     stages.say("times: " + stages.summary())
     if args.view:
-        open_viewer(mesh, title=name, stages=stages, snapshot=picture, cameras=views.cameras)
+        from data.frames import is_identity
+
+        frustums = views.cameras if is_identity(views.world_from_dataset) else None  # they are carving-frame
+        open_viewer(mesh, title=name, stages=stages, snapshot=picture, cameras=frustums)
     return 0
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["Stages", "write_mesh", "write_results", "open_viewer", "colorize_depth"]
+__all__ = ["Stages", "write_mesh", "write_results", "to_dataset_frame", "open_viewer", "colorize_depth"]
 
 
 class Stages:
@@ -71,6 +71,26 @@ def write_mesh(mesh, path) -> Path:
     with atomic_path(path) as tmp:
         mesh.export(tmp, file_type=suffix[1:], **options)
     return path
+
+
+def to_dataset_frame(views, grid, mesh):
+    """The grid and mesh in the dataset's own frame, so that they line up with the user's data.
+
+    Args:
+        views: the :class:`data.MultiView` they were carved from (its ``world_from_dataset``).
+        grid: a :class:`carve.VoxelGrid` in the carving frame, or None.
+        mesh: a ``trimesh.Trimesh`` / ``PointCloud`` in the carving frame, or None.
+
+    Returns:
+        (grid, mesh) in the dataset's frame; the same objects when the frames agree (the identity).
+    """
+    from data.frames import is_identity, to_dataset_mesh
+
+    frame = views.world_from_dataset
+    if is_identity(frame):
+        return grid, mesh
+    return (None if grid is None else grid.in_dataset_frame(frame),
+            None if mesh is None else to_dataset_mesh(mesh, frame))
 
 
 def write_results(grid, mesh, out: Path, name: str, stages: Stages, mesh_path=None) -> list[Path]:

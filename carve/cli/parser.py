@@ -26,7 +26,8 @@ EXAMPLES = {
     "reconstruct": ("examples:\n  carve reconstruct ../shared/datasets/bunny\n"
                     "  carve reconstruct scans/temple --format middlebury --silhouettes threshold "
                     "--resolution 512 --mesh temple.glb\n"
-                    "  carve reconstruct data/ --bounds=-1,-1,-1,1,1,1 --backend torch --device cuda"),
+                    "  carve reconstruct data/ --bounds=-1,-1,-1,1,1,1 --backend torch --device cuda\n"
+                    "  carve reconstruct ../shared/datasets/bunny --exact --tolerance 1"),
     "view": ("examples:\n  carve view carve-out/demo.ply\n"
              "  carve view carve-out/bunny.npz --cameras ../shared/datasets/bunny --snapshot bunny.png"),
     "render": "examples:\n  carve render torus /tmp/torus --views 24 --format blender\n"
@@ -56,16 +57,24 @@ def _add_reconstruct(command) -> None:
     p.add_argument("path", help="dataset folder (or its transforms.json / .mat / _par.txt file)")
     p.add_argument("--format", choices=["tum", "middlebury", "oxford", "colmap", "blender"],
                    help="dataset format (default: detected)")
-    p.add_argument("--silhouettes", default="given",
-                   choices=["given", "auto", "threshold", "otsu", "color", "grabcut", "learned"],
-                   help="use the dataset's silhouettes (default) or estimate them with a method")
+    p.add_argument("--silhouettes", default="default",
+                   choices=["default", "given", "auto", "threshold", "otsu", "color", "grabcut", "learned"],
+                   help="default: the dataset's silhouettes when it has them, else estimated with 'auto'; "
+                        "given: the dataset's (an error when it has none); or estimate them with a method")
     p.add_argument("--resolution", type=int, default=256, help="voxels along the longest side (default: 256)")
     p.add_argument("--method", default="octree", choices=["octree", "dense"], help="carving method")
     p.add_argument("--backend", default="numba", choices=["numba", "torch"], help="carving backend")
     p.add_argument("--device", default=None, help="torch device for --backend torch (cpu, cuda, cuda:1)")
-    p.add_argument("--tolerance", type=int, default=0, help="keep voxels rejected by at most this many views")
+    p.add_argument("--exact", action="store_true",
+                   help="carve the exact intersection of every view (no per-view scores, no excluded views, "
+                        "no slack); default: a first exact carve, then a robust one without the views whose "
+                        "masks cut the object, with slack for calibration error")
+    p.add_argument("--tolerance", type=int, default=None,
+                   help="keep voxels rejected by at most this many views (implies --exact)")
     p.add_argument("--bounds", default="auto", help="'auto' or x0,y0,z0,x1,y1,z1 (use --bounds=-1,... for negatives)")
-    p.add_argument("--out", default="carve-out", help="output directory (default: ./carve-out)")
+    p.add_argument("--out", default="carve-out",
+                   help="output directory (default: ./carve-out): NAME.ply, NAME.npz, NAME.png, in the dataset's "
+                        "frame, and NAME_views.json, the per-view report")
     p.add_argument("--name", help="base name of the outputs (default: the dataset folder's name)")
     p.add_argument("--mesh", help=f"mesh file to write, its format by extension: {', '.join(MESH_SUFFIXES)} "
                                   "(default: OUT/NAME.ply)")

@@ -15,7 +15,11 @@ from geometry.arrays import is_tensor
 
 from carve.hull.rule import error_bounds
 
-__all__ = ["AUTO_COARSE_RESOLUTION", "auto_bounds", "silhouette_cones", "depth_cones"]
+__all__ = ["AUTO_COARSE_RESOLUTION", "UnboundedRegionError", "auto_bounds", "silhouette_cones", "depth_cones"]
+
+
+class UnboundedRegionError(ValueError):
+    """``bounds="auto"`` found no finite region that the constraining views (with the tolerance) pin down."""
 
 #: cells along the longest side of the coarse passes of ``bounds="auto"``
 AUTO_COARSE_RESOLUTION = 64
@@ -172,7 +176,7 @@ def _cone_box(P, cones, carve_out, tol):
     for subset in subsets:
         box = _lp_box([rows[b] for b in subset])
         if isinstance(box, str) and box == "unbounded":
-            raise ValueError("bounds='auto' found no finite region seen by every constraining view (the views do "
+            raise UnboundedRegionError("bounds='auto' found no finite region seen by every constraining view (the views do "
                              "not surround the object, or too few carve with the tolerance); pass bounds=(lo, hi)")
         if isinstance(box, str):
             continue  # this subset of cones has no common point

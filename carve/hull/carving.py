@@ -25,9 +25,9 @@ from geometry import Camera
 from carve.grid import VoxelGrid
 from carve.hull.bounds import auto_bounds, depth_cones, silhouette_cones
 from carve.hull.checks import POLICIES, as_numpy, as_tensor, border_of, camera_matrices, check_bounds, \
-    check_image_size, check_mask_values, check_memory, check_options, check_tolerance, depth_stack, mask_stack, \
-    outside_policy
-from carve.hull.rule import OCTREE_LEAF, depth_pyramids, error_bounds
+    check_image_size, check_mask_values, check_memory, check_options, check_slack, check_tolerance, depth_stack, \
+    mask_stack, mask_values, outside_policy
+from carve.hull.rule import OCTREE_LEAF, depth_pyramids, dilate_masks, error_bounds
 
 __all__ = ["carve", "carve_depth", "border_views", "EmptyHullWarning"]
 
@@ -38,7 +38,8 @@ class EmptyHullWarning(UserWarning):
 
 # ---------------------------------------------------------------------------------------- public
 def carve(silhouettes, cameras: Camera, resolution: int = 256, bounds="auto", method: str = "octree",
-          backend: str = "numba", device=None, tolerance: int = 0, outside="carve") -> VoxelGrid:
+          backend: str = "numba", device=None, tolerance: int = 0, outside="carve",
+          slack: float = 0.0) -> VoxelGrid:
     """The visual hull of silhouettes seen by calibrated cameras, as a voxel grid.
 
     Args:
@@ -63,6 +64,11 @@ def carve(silhouettes, cameras: Camera, resolution: int = 256, bounds="auto", me
             "keep", "auto" ("keep" for the views whose silhouette touches the image border, see
             :func:`border_views`, with a warning naming them, "carve" for the others), or a list of
             B "carve"/"keep", one per view.
+        slack: pixels (a number >= 0). A centre survives a view when its pixel lies within ``slack``
+            px of the silhouette (Euclidean distance between pixel centres), i.e. each mask is dilated
+            by ``slack`` first: a hull that stays conservative under calibration error of that size.
+            0 (the default) is the exact rule. Centres off the image still follow ``outside``, and
+            ``outside="auto"`` looks at the masks as given.
 
     Returns:
         A :class:`carve.grid.VoxelGrid`; its occupancy is (nx, ny, nz) bool, indexed [x, y, z]. An
@@ -85,10 +91,13 @@ def carve(silhouettes, cameras: Camera, resolution: int = 256, bounds="auto", me
     opts = check_options(resolution, method, backend, device, tolerance)
     P, width, height = camera_matrices(cameras)
     bool_input = str(getattr(silhouettes, "dtype", "")).endswith("bool")
+    slack = check_slack(slack)
     sil = mask_stack(silhouettes, "silhouettes", len(P))
     H, W = check_image_size(sil, "silhouettes", width, height)
-    tables, cpu_tables = _silhouette_tables(sil, opts, check_values=not bool_input)
     carve_out = outside_policy(outside, len(P), lambda: border_of(sil))
+    if slack > 0:
+        sil, bool_input = _dilated(sil, slack, opts), True
+    tables, cpu_tables = _silhouette_tables(sil, opts, check_values=not bool_input)
     tol = check_tolerance(tolerance, len(P))
     if isinstance(bounds, str) and bounds == "auto":
         lo, hi = auto_bounds(P, cpu_tables, silhouette_cones(sil), carve_out, tol, opts["resolution"])
@@ -215,6 +224,15 @@ def _silhouette_tables(sil, opts, check_values):
         return NumbaTables.from_silhouettes(np.ascontiguousarray(as_numpy(sil)))[0]
 
     return tables, cpu_tables
+
+
+def _dilated(sil, slack, opts):
+    """(B, H, W) masks dilated by ``slack`` px (:func:`carve.hull.rule.dilate_masks`), values checked
+    first; a tensor comes back as a tensor on the carving device."""
+    masks = np.ascontiguousarray(as_numpy(sil))
+    check_mask_values(*mask_values(masks), masks.shape[1] * masks.shape[2])
+    grown = dilate_masks(masks, slack).view(np.uint8)
+    return as_tensor(grown, opts["device"]) if opts["backend"] == "torch" else grown
 
 
 def _effective_depth(depth, missing, margin):

@@ -14,8 +14,8 @@ import numpy as np
 from geometry import Camera
 from geometry.arrays import describe, is_tensor, shape_text
 
-__all__ = ["MAX_RESOLUTION", "METHODS", "BACKENDS", "POLICIES", "check_options", "check_tolerance",
-           "camera_matrices", "mask_stack", "check_mask_values", "depth_stack", "check_image_size",
+__all__ = ["MAX_RESOLUTION", "METHODS", "BACKENDS", "POLICIES", "check_options", "check_tolerance", "check_slack",
+           "camera_matrices", "mask_stack", "check_mask_values", "mask_values", "depth_stack", "check_image_size",
            "outside_policy", "check_bounds", "memory_estimate", "check_memory", "as_numpy", "as_tensor",
            "border_of"]
 
@@ -73,6 +73,19 @@ def check_tolerance(tolerance: int, n_views: int) -> int:
         raise ValueError(f"tolerance must be smaller than the number of views ({n_views}), got {tolerance}; "
                          "with it every voxel would be kept")
     return int(tolerance)
+
+
+def check_slack(slack) -> float:
+    """``slack`` (pixels) as a float, refused unless it is a finite number >= 0.
+
+    Example:
+        >>> check_slack(2)
+        2.0
+    """
+    if isinstance(slack, bool) or not isinstance(slack, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(slack) or slack < 0:
+        raise ValueError(f"slack must be a finite number of pixels >= 0, got {slack!r}")
+    return float(slack)
 
 
 def camera_matrices(cameras) -> tuple:
@@ -172,6 +185,20 @@ def check_mask_values(counts: np.ndarray, values: np.ndarray, n_pixels: int) -> 
         bad = np.flatnonzero(counts == n_pixels).tolist()
         raise ValueError(f"silhouettes {bad} are object everywhere ({n_pixels} pixels), so they carve nothing; "
                          "an inverted mask? the object must be True (non-zero)")
+
+
+def mask_values(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(counts, values) of (B, H, W) uint8 numpy masks, as :func:`check_mask_values` takes them.
+
+    Example:
+        >>> counts, values = mask_values(np.array([[[0, 255]], [[1, 0]]], np.uint8))
+        >>> counts.tolist(), values.tolist()
+        ([1, 1], [[False, True, False], [True, False, False]])
+    """
+    flat = masks.reshape(len(masks), -1)
+    counts = np.count_nonzero(flat, axis=1)
+    values = np.stack([(flat == 1).any(1), (flat == 255).any(1), ((flat > 1) & (flat < 255)).any(1)], axis=1)
+    return counts, values
 
 
 def depth_stack(depth_maps, n_views: int) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 from geometry.projection import DEFAULT_EPS as EPS_DEPTH  # at or behind the camera, as in geometry.project
 
 __all__ = ["REJECT", "ACCEPT", "MIXED", "EPS_DEPTH", "REL_ERROR", "OCTREE_LEAF", "error_bounds",
-           "depth_pyramids", "top_block_size"]
+           "depth_pyramids", "top_block_size", "dilate_masks"]
 
 #: what one view does to every centre of a box of voxels: rejects all, accepts all, or either
 REJECT, ACCEPT, MIXED = 0, 1, 2
@@ -103,3 +103,35 @@ def top_block_size(shape: tuple[int, int, int], leaf: int = OCTREE_LEAF) -> int:
     while size * 4 < max(shape):
         size *= 2
     return size
+
+
+def dilate_masks(masks: np.ndarray, slack: float) -> np.ndarray:
+    """The masks grown by ``slack`` pixels: the carving rule with ``slack`` on the original masks.
+
+    A pixel is object in the result when the Euclidean distance from its centre to the centre of an
+    object pixel is at most ``slack`` (exact: squared distances between pixel centres are integers,
+    compared with ``slack**2``). So a centre survives a view with slack iff its pixel lies within
+    ``slack`` px of the silhouette; pixels outside the image are not added (the ``outside`` policy
+    still decides for centres that project there).
+
+    Args:
+        masks: (B, H, W) bool or uint8 numpy masks (non-zero = object), each with an object pixel.
+        slack: pixels, >= 0.
+
+    Returns:
+        (B, H, W) bool numpy array.
+
+    Example:
+        >>> m = np.zeros((1, 5, 5), bool); m[0, 2, 2] = True
+        >>> int(dilate_masks(m, 1.0).sum()), int(dilate_masks(m, 1.5).sum())
+        (5, 9)
+    """
+    import cv2
+
+    out = np.empty(masks.shape, bool)
+    for b in range(len(masks)):
+        background = np.ascontiguousarray(masks[b] == 0, dtype=np.uint8)
+        dist = cv2.distanceTransform(background, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        # squared distances are integers; float32 distances round-trip them exactly at image sizes
+        out[b] = np.rint(dist.astype(np.float64) ** 2) <= slack * slack
+    return out
