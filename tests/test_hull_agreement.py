@@ -107,7 +107,7 @@ def test_clean_set_excludes_nothing_and_keeps_the_exact_hull(urchin):
     assert report.ok and report.voxels == report.exact_voxels == grid.count()
     np.testing.assert_array_equal(grid.occupancy, _exact_on(grid, sil, cams).occupancy)
     assert np.median([v.iou for v in report.views]) > 0.9
-    assert len(report.table().splitlines()) == len(cams) + 2
+    assert len(report.table().splitlines()) == len(cams) + 3  # header, a line a view, legend, summary
     row = json.loads(json.dumps(report.to_dict()))["views"][0]
     assert set(row) == {"name", "iou", "missed_pixels", "missed_fraction", "unique_rejections", "excluded", "reason"}
 
