@@ -247,7 +247,8 @@ def cmd_train_depth(args) -> int:
     return run_train_depth(args)
 
 
-BENCHMARKS = {"project": "bench_project.py", "carve": "bench_carve.py", "depth": "eval_depth.py"}
+BENCHMARKS = {"project": "bench_project.py", "carve": "bench_carve.py", "depth": "eval_depth.py",
+              "captures": "eval_captures.py"}
 
 
 def cmd_bench(args) -> int:

@@ -110,7 +110,7 @@ def _add_train_and_bench(command) -> None:
     add_training_arguments(p, "depth")
 
     p = command("bench", "run a benchmark script and print its table", cmd_bench)
-    p.add_argument("which", choices=["project", "carve", "depth"], help="which benchmark")
+    p.add_argument("which", choices=["project", "carve", "depth", "captures"], help="which benchmark")
     p.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script (after --)")
 
 
