@@ -7,12 +7,7 @@ from geometry import Camera
 
 from carve.grid import VoxelGrid
 from carve.mesh import vertex_colors, voxel_surface
-
-
-def box_grid():
-    occ = np.zeros((10, 12, 14), bool)
-    occ[2:7, 3:9, 4:12] = True  # 5 x 6 x 8 voxels
-    return VoxelGrid(occ, lo=[-1.0, 2.0, 0.5], voxel_size=0.25)
+from test_grid import box_grid  # the one 5 x 6 x 8 box the grid tests use
 
 
 def test_mesh_is_closed_outward_and_in_world_units():
