@@ -102,19 +102,19 @@ def read_views(files) -> list:
 
 
 def read_mask(path, *, object_value: int | None = None) -> np.ndarray:
-    """Read an 8-bit mask image as (H, W) bool.
+    """Read one mask image as (H, W) bool.
 
     Args:
-        path: the mask file; colour masks are converted to grey first.
-        object_value: the grey value that marks the object (``0`` for the TUM/Bonn layout, where
+        path: the mask file (a varying alpha channel is the mask; colour is converted to grey).
+        object_value: the 8-bit value that marks the object (``0`` for the TUM/Bonn layout, where
             every other value, anti-aliased edges included, is background); None means "non-zero is
-            the object".
+            the object". The values are those of :func:`read_mask_values`, scaled to 8 bits.
+
+    A dataset's masks are better read together by :func:`data.masks.dataset_masks`, which decides
+    their polarity over all of them.
     """
-    path = Path(path)
-    img = _to_uint8(_decode(path, cv2.IMREAD_UNCHANGED))
-    if img.ndim == 3:
-        img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
-    return img == object_value if object_value is not None else img > 0
+    values = _to_uint8(read_mask_values(path))
+    return values == object_value if object_value is not None else values > 0
 
 
 def read_mask_values(path) -> np.ndarray:
