@@ -183,7 +183,7 @@ def polarity(values, folder, *, convention: str | None = None, names=None) -> st
         return CONVENTIONS[convention][0]
     raise FormatError(folder, f"cannot tell which value marks the object: in no mask does one class own "
                               f"{DECISIVE:.0%} of the image border (the background should); pass "
-                              f"mask_object='bright' or 'dark'")
+                              f"mask_object='bright' or 'dark' (carve reconstruct --mask-object)")
 
 
 def _range(values, folder):

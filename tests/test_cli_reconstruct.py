@@ -205,3 +205,23 @@ def test_bounds_are_read_in_the_dataset_frame_of_a_mirrored_dataset(tmp_path):
     grid = VoxelGrid.load(tmp_path / "out" / "ds.npz")
     np.testing.assert_allclose(grid.lo, [-1.5, -1.5, -0.2], atol=1e-9)  # the box comes back where it was given
     assert grid.count() > 0
+
+
+def test_mask_polarity_the_border_cannot_tell_is_set_with_mask_object(tmp_path):
+    import data
+
+    mv = rendered(tmp_path / "src", views=6, masks=False)
+    data.save(mv.replace(silhouettes=None), tmp_path / "ds")
+    (tmp_path / "ds" / "masks").mkdir()
+    for i in range(len(mv)):  # the object in the left half of every view: half the border each
+        half = np.zeros((SIZE[1], SIZE[0]), np.uint8)
+        half[:, : SIZE[0] // 2] = 255
+        data.images.write_image(tmp_path / "ds" / "masks" / f"{i:04d}.png", half)
+    result = carve_cli("reconstruct", tmp_path / "ds", "--out", tmp_path / "out", "--resolution", 16, "--quiet")
+    assert result.returncode == 1 and "--mask-object" in result.stderr
+    # every mask touches the border, so no view pins the box down: it is given
+    result = carve_cli("reconstruct", tmp_path / "ds", "--out", tmp_path / "out", "--resolution", 16, "--quiet",
+                       "--mask-object", "bright", "--bounds=-2,-2,-2,2,2,2")
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "out" / "ds_views.json").read_text())
+    assert record["masks"] == "given" and record["occupied"] > 0

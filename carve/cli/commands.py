@@ -95,7 +95,8 @@ def _load_views(args, path: Path, stages: Stages):
     from carve.cli.reconstruct import masks_problem
 
     with stages("load"):
-        views = data.load(path, format=args.format, verbose=False)  # stderr is for the error alone
+        options = {"mask_object": args.mask_object} if args.mask_object else {}
+        views = data.load(path, format=args.format, verbose=False, **options)  # stderr is for the error alone
     problem = masks_problem(views, args.silhouettes)
     if problem:
         raise UsageError(problem)

@@ -61,6 +61,9 @@ def _add_reconstruct(command) -> None:
                    choices=["default", "given", "auto", "threshold", "otsu", "color", "grabcut", "learned"],
                    help="default: the dataset's silhouettes when it has them, else estimated with 'auto'; "
                         "given: the dataset's (an error when it has none); or estimate them with a method")
+    p.add_argument("--mask-object", choices=["bright", "dark"],
+                   help="which value of the dataset's mask files is the object, when neither the format's "
+                        "convention nor the image border tells (default: decided from the masks)")
     p.add_argument("--resolution", type=int, default=256, help="voxels along the longest side (default: 256)")
     p.add_argument("--method", default="octree", choices=["octree", "dense"], help="carving method")
     p.add_argument("--backend", default="numba", choices=["numba", "torch"], help="carving backend")
