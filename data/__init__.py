@@ -28,7 +28,7 @@ _EXPORTS = {
     "render": "data.renderer", "render_views": "data.renderer", "synthetic": "data.renderer", "Rendering": "data.renderer",
     "turntable": "data.rigs", "hemisphere": "data.rigs",
 }
-_SUBMODULES = ("objects", "scenes")
+_SUBMODULES = ("hard_cases", "objects", "scenes")
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 __getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, _SUBMODULES)

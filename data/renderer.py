@@ -14,7 +14,8 @@ Convention:
 Shading: albedo from the mesh's vertex colours (interpolated) or face colours, times an optional
 procedural solid texture from ``mesh.metadata["texture"]`` (see :func:`texture_factor`), times
 ``ambient + (1 - ambient) * max(0, n . l)`` for a directional light ``l`` (0 in shadow when
-``shadows=True``). Normals are interpolated vertex normals except across creases sharper than 30
+``shadows=True``), plus an optional white Blinn-Phong highlight where the light reaches (see
+:func:`shade`). Normals are interpolated vertex normals except across creases sharper than 30
 degrees (a box stays flat-shaded). A mesh with ``mesh.metadata["silhouette"] = False`` (a ground
 plane) is drawn but left out of the silhouettes.
 """
@@ -27,7 +28,7 @@ import numpy as np
 from data.progress import progress as progress_bar
 from geometry import Camera, pixel_rays
 
-__all__ = ["Rendering", "render", "render_views", "synthetic", "texture_factor", "value_noise"]
+__all__ = ["Rendering", "render", "render_views", "shade", "synthetic", "texture_factor", "value_noise"]
 
 
 class Rendering(NamedTuple):
@@ -116,7 +117,7 @@ class _Scene:
 
         self.o3d = o3d
         self.scene = o3d.t.geometry.RaycastingScene()
-        corner_colors, corner_normals, faces_world, textures, in_mask = [], [], [], [], []
+        corner_colors, corner_normals, faces_world, textures, in_mask, specular = [], [], [], [], [], []
         self.face_offset = []
         offset = 0
         for k, m in enumerate(meshes):
@@ -135,6 +136,7 @@ class _Scene:
             faces_world.append(v[f])
             textures.append(m.metadata.get("texture") if hasattr(m, "metadata") else None)
             in_mask.append(bool(m.metadata.get("silhouette", True)) if hasattr(m, "metadata") else True)
+            specular.append(_mesh_specular(m, k))
             self.face_offset.append(offset)
             offset += len(f)
         self.face_offset = np.array(self.face_offset, np.int64)
@@ -142,6 +144,7 @@ class _Scene:
         self.normals = np.concatenate(corner_normals).astype(np.float32)    # (F, 3 corners, 3)
         self.textures = textures
         self.in_mask = np.array(in_mask, bool)
+        self.specular = specular  # per mesh: its metadata["specular"], or None for the render's own
 
     def cast(self, origins, directions):
         rays = np.concatenate([origins, directions], axis=-1).astype(np.float32)
@@ -175,6 +178,16 @@ def _corner_normals(mesh, crease_degrees=30.0):
     vn = np.asarray(mesh.vertex_normals, np.float64)[np.asarray(mesh.faces)]
     sharp = np.einsum("fcj,fj->fc", vn, fn) < np.cos(np.radians(crease_degrees))
     return np.where(sharp[..., None], fn[:, None, :], vn)
+
+
+def _mesh_specular(mesh, k):
+    """A mesh's own highlight strength ``metadata["specular"]`` (0..1), or None when it has none."""
+    value = getattr(mesh, "metadata", {}).get("specular")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 <= value <= 1:
+        raise ValueError(f"mesh_or_scene[{k}].metadata['specular'] must be a number in [0, 1], got {value!r}")
+    return float(value)
 
 
 def _as_meshes(mesh_or_scene):
@@ -228,9 +241,45 @@ def _background(spec, color, b, h, w, seed):
     return out
 
 
+def shade(albedo, normal, ldir, view, lambert, ambient, specular=0.0, shininess=40.0):
+    """Colours (N, 3), unclipped, of N surface points: Lambertian plus a white Blinn-Phong highlight.
+
+    ``albedo * (ambient + (1 - ambient) * lambert) + specular * max(0, n . h)^shininess`` with ``h``
+    the unit vector halfway between ``ldir`` and ``view``; the highlight only where ``lambert > 0``
+    (the light reaches the point: facing it and, with shadows, not blocked). With ``specular`` 0
+    everywhere the highlight term is not computed, so the colours are exactly the Lambertian ones.
+
+    Shapes: ``albedo`` (N, 3) in 0..1; ``normal`` (facing the viewer), ``ldir`` (towards the light),
+    ``view`` (towards the camera) (N, 3) unit vectors; ``lambert`` (N,) ``max(0, n . l)``, 0 in
+    shadow; ``specular`` a number or (N,), 0..1 of white; ``ambient``, ``shininess`` numbers.
+
+    Example:
+        >>> n = np.array([[0.0, 0.0, 1.0]])
+        >>> l = np.array([[0.0, 0.6, 0.8]]); v = np.array([[0.0, -0.6, 0.8]])   # mirror pair about n
+        >>> shade(np.full((1, 3), 0.5), n, l, v, np.array([0.8]), 0.25, specular=0.5).round(3).tolist()
+        [[0.925, 0.925, 0.925]]
+    """
+    color = albedo * (ambient + (1 - ambient) * lambert)[:, None]
+    specular = np.broadcast_to(np.asarray(specular, np.float64), lambert.shape)
+    if specular.any():
+        half = ldir + view
+        half = half / np.maximum(np.linalg.norm(half, axis=1, keepdims=True), 1e-12)
+        highlight = np.clip(np.einsum("ij,ij->i", normal, half), 0, None) ** shininess
+        color = color + (np.where(lambert > 0, specular * highlight, 0.0))[:, None]
+    return color
+
+
+def _check_specular(specular, shininess):
+    number = lambda v: not isinstance(v, bool) and isinstance(v, (int, float, np.number))  # noqa: E731
+    if not (number(specular) and 0 <= specular <= 1):
+        raise ValueError(f"specular must be a number in [0, 1] (the highlight's share of white), got {specular!r}")
+    if not (number(shininess) and 0 < shininess < np.inf):
+        raise ValueError(f"shininess must be a positive finite Blinn-Phong exponent, got {shininess!r}")
+
+
 def render(mesh_or_scene, cameras: Camera, *, background="solid", background_color=(0, 0, 0),
-           light=(0.4, 0.3, 1.0), ambient: float = 0.3, shadows: bool = False, seed: int = 0,
-           progress=None) -> Rendering:
+           light=(0.4, 0.3, 1.0), ambient: float = 0.3, shadows: bool = False, specular: float = 0.0,
+           shininess: float = 40.0, seed: int = 0, progress=None) -> Rendering:
     """Render meshes by ray casting: images, depths and exact silhouettes.
 
     Args:
@@ -245,6 +294,11 @@ def render(mesh_or_scene, cameras: Camera, *, background="solid", background_col
             each camera (headlight).
         ambient: share of light that reaches every surface, 0..1.
         shadows: cast shadow rays towards the light.
+        specular: strength, 0..1 of white, of a Blinn-Phong highlight added where the light reaches
+            (the directional light or the headlight; see :func:`shade`); 0 (the default) draws
+            matte surfaces. A mesh's ``metadata["specular"]`` (0..1), when set, replaces it for that
+            mesh (a matte floor under a glossy object).
+        shininess: the highlight's Blinn-Phong exponent, > 0 (larger: smaller, sharper highlights).
         seed: seeds the background noise.
         progress: show a tqdm bar over views (default: see :func:`data.progress.show_progress`).
 
@@ -263,6 +317,7 @@ def render(mesh_or_scene, cameras: Camera, *, background="solid", background_col
         raise ValueError("cameras must have width and height set, got a camera with no size")
     if not 0 <= ambient <= 1:
         raise ValueError(f"ambient must be in [0, 1], got {ambient}")
+    _check_specular(specular, shininess)
     headlight = isinstance(light, str)
     if headlight and light != "camera":
         raise ValueError(f"light must be a (3,) direction or 'camera', got {light!r}")
@@ -317,7 +372,9 @@ def render(mesh_or_scene, cameras: Camera, *, background="solid", background_col
                     lam = lambert[lit]
                     lam[blocked] = 0
                     lambert[lit] = lam
-            color[hit] = albedo * (ambient + (1 - ambient) * lambert)[:, None]
+            view = ldir if headlight else -d / np.linalg.norm(d, axis=1, keepdims=True)
+            strength = np.array([specular if s is None else s for s in scene.specular])[gid]  # per hit
+            color[hit] = shade(albedo, normal, ldir, view, lambert, ambient, strength, shininess)
             depths[i].reshape(-1)[hit] = t[hit]
             masks[i].reshape(-1)[hit] = scene.in_mask[gid]
         images[i] = np.clip(color.reshape(h, w, 3) * 255 + 0.5, 0, 255).astype(np.uint8)

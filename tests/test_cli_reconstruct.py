@@ -50,11 +50,12 @@ def test_no_flags_without_masks_estimates_them_and_says_so(tmp_path):
     rendered(tmp_path / "ds", masks=False)
     result = carve_cli("reconstruct", tmp_path / "ds", "--out", tmp_path / "out", "--resolution", 40)
     assert result.returncode == 0, result.stdout + result.stderr
-    lines = [line for line in result.stdout.splitlines() if "estimating them with 'auto'" in line]
-    assert len(lines) == 1 and "has none" in lines[0] and "0.974" in lines[0], result.stdout
+    lines = [line for line in result.stdout.splitlines() if "estimating them jointly" in line]
+    assert len(lines) == 1 and "has none" in lines[0] and "co-segmentation" in lines[0], result.stdout
+    assert any("views agree with the hull at IoU" in line for line in result.stdout.splitlines()), result.stdout
     assert {"ds.ply", "ds.npz", "ds.png", "ds_views.json"} <= {p.name for p in (tmp_path / "out").iterdir()}
     record = json.loads((tmp_path / "out" / "ds_views.json").read_text())
-    assert record["masks"] == "auto" and record["resolution"] == 40 and record["name"] == "ds"
+    assert record["masks"] == "co-segmentation" and record["resolution"] == 40 and record["name"] == "ds"
     given = carve_cli("reconstruct", tmp_path / "ds", "--out", tmp_path / "out", "--silhouettes", "given")
     assert given.returncode == 2 and "--silhouettes given needs a dataset with silhouettes" in given.stderr
 

@@ -249,7 +249,7 @@ def cmd_train_depth(args) -> int:
 
 
 BENCHMARKS = {"project": "bench_project.py", "carve": "bench_carve.py", "depth": "eval_depth.py",
-              "captures": "eval_captures.py"}
+              "captures": "eval_captures.py", "silhouettes": "eval_silhouettes.py"}
 
 
 def cmd_bench(args) -> int:

@@ -59,7 +59,8 @@ def _add_reconstruct(command) -> None:
                    help="dataset format (default: detected)")
     p.add_argument("--silhouettes", default="default",
                    choices=["default", "given", "auto", "threshold", "otsu", "color", "grabcut", "learned"],
-                   help="default: the dataset's silhouettes when it has them, else estimated with 'auto'; "
+                   help="default: the dataset's silhouettes when it has them, else estimated jointly over the views "
+                        "(co-segmentation from 'auto'); "
                         "given: the dataset's (an error when it has none); or estimate them with a method")
     p.add_argument("--mask-object", choices=["bright", "dark"],
                    help="which value of the dataset's mask files is the object, when neither the format's "
@@ -113,7 +114,7 @@ def _add_train_and_bench(command) -> None:
     add_training_arguments(p, "depth")
 
     p = command("bench", "run a benchmark script and print its table", cmd_bench)
-    p.add_argument("which", choices=["project", "carve", "depth", "captures"], help="which benchmark")
+    p.add_argument("which", choices=["project", "carve", "depth", "captures", "silhouettes"], help="which benchmark")
     p.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script (after --)")
 
 

@@ -15,6 +15,11 @@ dispatches to them by name (``method=``), as the command line does:
   (:func:`auto_choice` says which and why), learns the objects' colours over all views, then refines
   with GrabCut. On the TUM bunny: mean IoU 0.974 against its ground truth.
 
+With cameras (``silhouettes(images, cameras=cams)``), the masks are estimated jointly:
+:func:`co_segment` (:mod:`carve.segmentation.multiview`) starts from the named method's masks and
+alternates a voting hull, per-view trimaps and graph cuts until the masks agree, and returns them
+with a per-view ``confidence``.
+
 Every method but ``threshold`` and ``learned`` cleans its masks (``clean=True``; see
 :mod:`carve.segmentation.clean`). Images are (H, W, 3) uint8 or float in [0, 1] (numpy; torch
 tensors channels-first), at least 8x8 pixels, sizes free to differ.
@@ -39,9 +44,10 @@ import numpy as np
 from carve.segmentation.auto import auto, auto_choice, grabcut
 from carve.segmentation.classical import color, otsu, threshold
 from carve.segmentation.inputs import Images
+from carve.segmentation.multiview import CoSegmentation, co_segment
 
 __all__ = ["silhouettes", "METHODS", "auto", "auto_choice", "threshold", "otsu", "color", "grabcut",
-           "learned"]
+           "learned", "co_segment", "CoSegmentation"]
 
 
 def learned(images: Images, model=None, *, max_side: int | None = 256, threshold: float = 0.5,
@@ -70,21 +76,26 @@ METHODS = {"auto": auto, "threshold": threshold, "otsu": otsu, "color": color, "
            "learned": learned}
 
 
-def silhouettes(images: Images, method: str = "auto", *, progress: bool | None = None,
+def silhouettes(images: Images, method: str = "auto", *, cameras=None, progress: bool | None = None,
                 **params) -> list[np.ndarray]:
-    """Object masks from photographs, by the method named ``method``.
+    """Object masks from photographs, by the method named ``method``; jointly over the views with ``cameras``.
 
     Args:
         images: B images: a list of (H, W, 3) uint8 or float in [0, 1] arrays (sizes may differ),
             a (B, H, W, 3) array, or torch images (3, H, W) / (B, 3, H, W).
         method: a key of :data:`METHODS`: "auto", "threshold", "otsu", "color", "grabcut",
             "learned".
+        cameras: None (each view alone), or a :class:`geometry.Camera` of the B views: then the
+            method's masks start :func:`co_segment`, which refines them jointly (the images must
+            then all have the cameras' size).
         progress: show a tqdm bar (default: when there are more than 4 images and stderr is a tty).
         **params: the method's keyword parameters, as its function takes them (for example
-            ``silhouettes(images, "threshold", level=0.2)`` is ``threshold(images, level=0.2)``).
+            ``silhouettes(images, "threshold", level=0.2)`` is ``threshold(images, level=0.2)``);
+            with ``cameras``, :func:`co_segment`'s own too (``resolution=``, ``support=``...).
 
     Returns:
-        list of B (H, W) bool masks, True on the object.
+        list of B (H, W) bool masks, True on the object; with ``cameras`` a
+        :class:`CoSegmentation` (a list with ``confidence`` per view).
 
     Raises:
         ValueError / TypeError: a malformed image list, an unknown method or parameter.
@@ -100,11 +111,17 @@ def silhouettes(images: Images, method: str = "auto", *, progress: bool | None =
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
     run = METHODS[method]
     accepted = _parameters(run)
-    unknown = sorted(set(params) - set(accepted))
+    joint = [n for n in _parameters(co_segment) if n not in ("cameras", "init", "init_params")] \
+        if cameras is not None else []
+    unknown = sorted(set(params) - set(accepted) - set(joint))
     if unknown:
         raise TypeError(f"silhouettes(method={method!r}) got unexpected parameter(s) {unknown}; "
-                        f"it accepts {sorted(accepted)}")
-    return run(images, progress=progress, **params)
+                        f"it accepts {sorted(accepted + joint)}")
+    if cameras is None:
+        return run(images, progress=progress, **params)
+    own = {k: v for k, v in params.items() if k in accepted}
+    return co_segment(images, cameras, init=method, init_params=own, progress=progress,
+                      **{k: v for k, v in params.items() if k not in own})
 
 
 def _parameters(function) -> list[str]:

@@ -24,7 +24,7 @@ from carve.segmentation.colour import color_distance, downsample, kmeans, otsu_s
 from carve.segmentation.inputs import Images, as_images, as_masks
 from data.progress import progress as progress_bar
 
-__all__ = ["auto", "auto_choice", "grabcut", "object_colours"]
+__all__ = ["auto", "auto_choice", "grabcut", "initial_masks", "object_colours"]
 
 log = logging.getLogger(__name__)
 
@@ -165,30 +165,37 @@ def grabcut(images: Images, *, init: str | Sequence[np.ndarray] = "auto", iterat
     """
     items = as_images(images)
     options = cleaning(clean, open_radius, keep_fraction, max_hole)
-    masks = _initial_masks(items, init, clean, open_radius, keep_fraction, max_hole, progress)
+    if isinstance(init, str) and init == "grabcut":
+        raise ValueError("init must be a method name other than 'grabcut' (auto, threshold, otsu, color, learned) "
+                         "or a list of masks, got 'grabcut'")
+    params = {}
+    if isinstance(init, str) and init != "learned":
+        params = {"open_radius": open_radius, "keep_fraction": keep_fraction, "max_hole": max_hole}
+        if init != "threshold":  # its recipe is its own cleaning
+            params["clean"] = clean
+        if init == "auto":  # auto's own GrabCut is the step this one replaces
+            params["refine"] = False
+    masks = initial_masks(items, init, progress=progress, **params)
     return [grabcut_mask(im, m, iterations=iterations, band=band, edge_threshold=edge_threshold, cleaning=options)
             for im, m in progress_bar(zip(items, masks), desc="grabcut", total=len(items), enabled=progress)]
 
 
-def _initial_masks(items, init, clean, open_radius, keep_fraction, max_hole, progress) -> list[np.ndarray]:
-    """The masks ``init`` names or holds, for :func:`grabcut`."""
+def initial_masks(items: list[np.ndarray], init, *, progress: bool | None = None, **params) -> list[np.ndarray]:
+    """The masks ``init`` holds (B (H, W) bool masks) or names: a single-view method run with ``params``.
+
+    Methods: "auto", "color", "otsu", "threshold", "grabcut", "learned" (torch loads only then).
+    """
     if not isinstance(init, str):
         return as_masks(init, items, "init")
-    shape = {"open_radius": open_radius, "keep_fraction": keep_fraction, "max_hole": max_hole}
-    if init == "auto":
-        return auto(items, refine=False, clean=clean, **shape, progress=progress)
-    if init == "color":
-        return color(items, clean=clean, **shape, progress=progress)
-    if init == "otsu":
-        return otsu(items, clean=clean, **shape, progress=progress)
-    if init == "threshold":  # its recipe is its own cleaning
-        return threshold(items, **shape, progress=progress)
-    if init == "learned":  # torch is loaded only here
+    methods = {"auto": auto, "color": color, "otsu": otsu, "threshold": threshold, "grabcut": grabcut}
+    if init == "learned":
         from carve.segmentation.network import learned
 
-        return learned(items, progress=progress)
-    raise ValueError(f"init must be a method name other than 'grabcut' (auto, threshold, otsu, color, "
-                     f"learned) or a list of masks, got {init!r}")
+        methods["learned"] = learned
+    if init not in methods:
+        raise ValueError(f"init must be a method name (auto, color, otsu, threshold, grabcut, learned) or a list "
+                         f"of masks, got {init!r}")
+    return methods[init](items, progress=progress, **params)
 
 
 def object_colours(images: list[np.ndarray], masks: list[np.ndarray], lightness_weight: float,

@@ -23,7 +23,7 @@ from carve.segmentation.colour import border_pixels, border_width, color_distanc
 from carve.segmentation.inputs import Images, as_images
 from data.progress import progress as progress_bar
 
-__all__ = ["threshold", "otsu", "color", "color_mask", "grabcut_mask"]
+__all__ = ["threshold", "otsu", "color", "color_mask", "grabcut_mask", "grabcut_labels"]
 
 
 def threshold(images: Images, *, level: float = 0.19, dilate: int = 10, erode: int = 7, clean: bool = False,
@@ -183,29 +183,52 @@ def grabcut_mask(image: np.ndarray, mask: np.ndarray, *, iterations: int = 5, ba
         return mask.copy()
     h, w = mask.shape
     r = int(band) if band is not None else max(2, int(round(0.01 * np.hypot(h, w))))
-    ys, xs = np.nonzero(mask)
-    pad = 4 * r
+    m = mask.astype(np.uint8)
+    labels = np.full(m.shape, cv2.GC_BGD, np.uint8)
+    labels[cv2.dilate(m, disk(r)) > 0] = cv2.GC_PR_BGD
+    labels[m > 0] = cv2.GC_PR_FGD
+    labels[cv2.erode(m, disk(r), borderType=cv2.BORDER_CONSTANT, borderValue=1) > 0] = cv2.GC_FGD
+    out = grabcut_labels(image, labels, iterations=iterations, edge_threshold=edge_threshold, cleaning=cleaning,
+                         pad=3 * r)
+    return mask.copy() if out is None else out
+
+
+def grabcut_labels(image: np.ndarray, labels: np.ndarray, *, iterations: int = 5,
+                   edge_threshold: float | None = 10.0, cleaning: dict | None = None,
+                   pad: int = 8) -> np.ndarray | None:
+    """GrabCut of ``image`` (H, W, 3) uint8 from a trimap ``labels`` (H, W) of OpenCV's GC_* values.
+
+    ``GC_BGD``/``GC_FGD`` pixels are fixed, ``GC_PR_BGD``/``GC_PR_FGD`` are decided by the graph cut
+    with colour models (5-component GMMs in CIELAB) learned from all of them. The work is cropped to
+    the box of the non-``GC_BGD`` pixels grown by ``pad`` px (sure background there trains the
+    background model). Then, as in :func:`grabcut_mask`, edge pixels keep object only with an
+    ``edge_threshold`` log-likelihood margin, and the result is cleaned with ``cleaning``.
+
+    Returns:
+        (H, W) bool, or None when there is nothing to learn one of the two colour models from (or
+        OpenCV finds the models degenerate): the caller keeps what it had.
+    """
+    h, w = labels.shape
+    ys, xs = np.nonzero(labels != cv2.GC_BGD)
+    if len(ys) == 0:
+        return None
     y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, h)
     x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, w)
-    m = mask[y0:y1, x0:x1].astype(np.uint8)
-    gc = np.full(m.shape, cv2.GC_BGD, np.uint8)
-    gc[cv2.dilate(m, disk(r)) > 0] = cv2.GC_PR_BGD
-    gc[m > 0] = cv2.GC_PR_FGD
-    gc[cv2.erode(m, disk(r), borderType=cv2.BORDER_CONSTANT, borderValue=1) > 0] = cv2.GC_FGD
+    gc = np.ascontiguousarray(labels[y0:y1, x0:x1])
     kinds = np.bincount(gc.ravel(), minlength=4)
     if kinds[cv2.GC_BGD] + kinds[cv2.GC_PR_BGD] == 0 or kinds[cv2.GC_FGD] + kinds[cv2.GC_PR_FGD] == 0:
-        return mask.copy()  # nothing to learn one of the two colour models from
+        return None
     crop = np.ascontiguousarray(cv2.cvtColor(np.ascontiguousarray(image[y0:y1, x0:x1]), cv2.COLOR_RGB2LAB))
     bgd = np.zeros((1, 65), np.float64)
     fgd = np.zeros((1, 65), np.float64)
     try:
         cv2.grabCut(crop, gc, None, bgd, fgd, int(iterations), cv2.GC_INIT_WITH_MASK)
-    except cv2.error:  # degenerate colour models (e.g. a flat image): keep the initial mask
-        return mask.copy()
+    except cv2.error:  # degenerate colour models (e.g. a flat image)
+        return None
     seg = maybe_clean((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD), cleaning)
     if edge_threshold is not None and seg.any():
         _drop_mixed_edges(seg, crop, fgd, bgd, float(edge_threshold))
-    out = np.zeros_like(mask)
+    out = np.zeros((h, w), bool)
     out[y0:y1, x0:x1] = seg
     return out
 
