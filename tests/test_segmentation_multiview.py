@@ -140,3 +140,39 @@ def test_a_wide_base_under_the_object_is_found_as_support():
     assert found.top < 0.3 and found.pixels(0).any()
     alone = _grid_of([post], (-1.1, -1.1, -0.1), (1.1, 1.1, 1.3), 32)
     assert find_support(alone, cams, reproject(alone, cams.P, 48, 64)) is None
+
+
+def _disc_in_every_mask(views=12, size=(160, 120)):
+    """The turntable case with the disc in every initial mask: a naive loop would keep it."""
+    from data.hard_cases import hard_case, hard_case_scene
+
+    scene = hard_case_scene("turntable", views=views, size=size)
+    mv = hard_case("turntable", views=views, size=size)
+    discs = []
+    for m in scene.supports:
+        disc = m.copy()
+        disc.metadata = dict(m.metadata, silhouette=True)
+        discs.append(disc)
+    return mv, list(data.render(discs + [scene.object], scene.cameras).silhouettes)
+
+
+def test_a_turntable_every_mask_holds_is_found_and_left_out():
+    mv, init = _disc_in_every_mask()
+    assert mask_iou_per_mask(init, mv.silhouettes).mean() < 0.7
+    masks = co_segment(mv.images, mv.cameras, init=init, resolution=64)
+    assert masks.support is not None and masks.support["area_ratio"] > 2
+    assert mask_iou_per_mask(list(masks), mv.silhouettes).mean() > 0.95
+    naive = co_segment(mv.images, mv.cameras, init=init, resolution=64, support=False)
+    assert mask_iou_per_mask(list(naive), mv.silhouettes).mean() < 0.7
+
+
+def test_a_cone_is_not_taken_for_its_own_support():
+    """A cone is widest at its foot, like an object on a disc, but its foot has the object's colour."""
+    cone = trimesh.creation.cone(radius=0.8, height=1.6)
+    cone.apply_translation((0, 0, -0.8))
+    cone.visual = trimesh.visual.ColorVisuals(cone, vertex_colors=np.tile([200, 120, 60, 255], (len(cone.vertices), 1)))
+    cams = data.hemisphere(12, radius=4.0, width=160, height=120, fov=40)
+    views = data.render_views(cone, cams, background="noise", background_color=(90, 110, 140))
+    masks = co_segment(views.images, views.cameras, init=list(views.silhouettes), resolution=64)
+    assert masks.support is None
+    assert mask_iou_per_mask(list(masks), views.silhouettes).min() > 0.97

@@ -19,12 +19,12 @@ import cv2
 import numpy as np
 
 from carve.segmentation.classical import color, color_mask, grabcut_mask, otsu, threshold
-from carve.segmentation.clean import clean_mask, cleaning, disk
+from carve.segmentation.clean import clean_mask, cleaning, disk, maybe_clean
 from carve.segmentation.colour import color_distance, downsample, kmeans, otsu_split, weighted_lab
 from carve.segmentation.inputs import Images, as_images, as_masks
 from data.progress import progress as progress_bar
 
-__all__ = ["auto", "auto_choice", "grabcut", "initial_masks", "object_colours"]
+__all__ = ["auto", "auto_choice", "auto_distances", "grabcut", "initial_masks", "object_colours"]
 
 log = logging.getLogger(__name__)
 
@@ -115,22 +115,37 @@ def auto(images: Images, *, min_chroma: float = 4.0, min_chroma_share: float = 0
     """
     items = as_images(images)
     options = cleaning(clean, open_radius, keep_fraction, max_hole)
+    out = []
+    for im, d in progress_bar(zip(items, auto_distances(items, min_chroma=min_chroma, min_chroma_share=min_chroma_share,
+                                                         cleaning=options)),
+                              desc="silhouettes", total=len(items), enabled=progress):
+        m = maybe_clean(d > max(otsu_split(d)[0], 2.3), options)  # as color_mask: never below one JND
+        if refine:
+            m = grabcut_mask(im, m, iterations=iterations, band=band, edge_threshold=edge_threshold,
+                             cleaning=options)
+        out.append(m)
+    return out
+
+
+def auto_distances(items: list[np.ndarray], *, min_chroma: float = 4.0, min_chroma_share: float = 0.25,
+                   cleaning: dict | None = None):
+    """Auto's feature, lazily per image: the CIELAB distance (H, W) float32 from the border model.
+
+    The feature (chromaticity or full CIELAB, :func:`auto_choice`) is chosen over the whole set, and
+    the objects' colours (:func:`object_colours`) are learned over all views from a first pass at
+    :data:`ANALYSIS_SIDE` px (masks cleaned with ``cleaning``), so that a view whose border holds the
+    object's colour does not call it background. Yields one map per image of ``items``.
+    """
     choice = auto_choice(items, min_chroma=min_chroma, min_chroma_share=min_chroma_share)
     log.info("silhouettes(method='auto'): chroma contrast %.1f, eta %.3f vs %.3f, share %.2f -> color(%s)",
              choice["chroma_contrast"], choice["eta_chroma"], choice["eta_full"], choice["chroma_share"],
              choice["params"])
     lw = choice["params"]["lightness_weight"]
     small = [downsample(im, ANALYSIS_SIDE) for im in items]
-    first = [color_mask(im, lightness_weight=lw, cleaning=options) for im in small]
+    first = [color_mask(im, lightness_weight=lw, cleaning=cleaning) for im in small]
     centres = object_colours(small, first, lw)
-    out = []
-    for im in progress_bar(items, desc="silhouettes", enabled=progress):
-        m = color_mask(im, lightness_weight=lw, object_centres=centres, cleaning=options)
-        if refine:
-            m = grabcut_mask(im, m, iterations=iterations, band=band, edge_threshold=edge_threshold,
-                             cleaning=options)
-        out.append(m)
-    return out
+    for im in items:
+        yield color_distance(im, lightness_weight=lw, object_centres=centres)
 
 
 def grabcut(images: Images, *, init: str | Sequence[np.ndarray] = "auto", iterations: int = 5,

@@ -3,16 +3,18 @@
 A view's mask is a guess; the hull of all the views is evidence. :func:`co_segment` alternates, in
 the spirit of Campbell et al. 2007 and Djelouah et al. 2013:
 
-1. initial masks from the best single-view method (:func:`carve.segmentation.auto`);
-2. a voting hull: a voxel is kept unless more than :data:`VOTE_SHARE` of the views reject it, so a
-   few bad masks cannot cut the object, with the calibration slack that
-   :func:`carve.hull.robust_carve` estimates; views whose masks cut the object (robust_carve's
-   exclusions, then views that disagree with the last consensus, :data:`VOTER_AGREEMENT`) do not
-   vote, but are refined like the others;
+1. initial masks from the best single-view method: :func:`carve.segmentation.auto`'s colour
+   distance, thresholded at the level the views agree on (:mod:`carve.segmentation.consistent`:
+   a matte object in deep shade keeps its dark side), plus lenient masks that say where each view
+   is sure of background;
+2. a voting hull: a voxel is kept unless more than :data:`VOTE_SHARE` of the views reject it (and
+   only where they are sure of background), so a few bad masks cannot cut the object, with the
+   calibration slack that :func:`carve.hull.robust_carve` estimates; views whose masks cut the
+   object (robust_carve's exclusions, then views that disagree with the last consensus,
+   :data:`VOTER_AGREEMENT`) do not vote, but are refined like the others;
 3. the hull reprojected into each view gives a trimap (:func:`trimap`): sure object where the view
-   and the hull agree, away from both boundaries; sure background outside the hull's reprojection;
-   the band between is unknown;
-4. each view is refined inside its band by a graph cut with that view's own colour models
+   and the hull agree, sure background outside both, the rest for the graph cut;
+4. each view is refined there by a graph cut with that view's own colour models
    (:func:`carve.segmentation.classical.grabcut_labels`), so exposure and white balance may differ
    between views;
 5. carve again, until the masks change by less than :data:`CHANGE` of their pixels.
@@ -79,10 +81,12 @@ class CoSegmentation(list):
         slack: calibration slack (px) used in the hulls; support: what
             :func:`carve.segmentation.support.find_support` found (None when nothing).
         seconds: wall time of the whole call.
+        scan: the initial threshold scan (``threshold_scale`` chosen, ``agreement`` per scale), or None.
     """
 
-    def __init__(self, masks, *, confidence, hull, iterations, changes, slack, support, seconds):
+    def __init__(self, masks, *, confidence, hull, iterations, changes, slack, support, seconds, scan=None):
         super().__init__(masks)
+        self.scan = scan
         self.confidence = np.asarray(confidence, np.float64)
         self.hull, self.iterations, self.changes = hull, int(iterations), list(changes)
         self.slack, self.support, self.seconds = float(slack), support, float(seconds)
@@ -91,7 +95,7 @@ class CoSegmentation(list):
 def co_segment(images: Images, cameras, *, init="auto", init_params: dict | None = None, resolution: int = 128,
                bounds="auto", vote_share: float = VOTE_SHARE, max_iterations: int = MAX_ITERATIONS,
                change: float = CHANGE, max_slack: float = SLACK_CAP_PX, grabcut_iterations: int = 3,
-               edge_threshold: float | None = 10.0, support: bool = True,
+               edge_threshold: float | None = 10.0, support: bool = True, consistent: bool = True,
                progress: bool | None = None) -> CoSegmentation:
     """Object masks estimated jointly from calibrated views: masks -> voting hull -> trimaps -> graph cuts.
 
@@ -111,6 +115,10 @@ def co_segment(images: Images, cameras, *, init="auto", init_params: dict | None
         grabcut_iterations: GrabCut iterations per view and round; edge_threshold: see
             :func:`carve.segmentation.grabcut` (None keeps mixed edge pixels).
         support: find a turntable or floor under the object and keep it out of the masks.
+        consistent: with ``init="auto"``, threshold auto's colour distance at the level the views
+            agree on best (:func:`carve.segmentation.consistent.consistent_masks`), not at each
+            view's own Otsu level, and leave auto's GrabCut step to the loop's graph cuts (False:
+            run ``auto`` whole, view by view, as the start).
         progress: a tqdm bar over the views of each round (default: more than 4 views on a terminal).
 
     Returns:
@@ -140,35 +148,45 @@ def co_segment(images: Images, cameras, *, init="auto", init_params: dict | None
     check_image_size(np.empty((1, *items[0].shape[:2])), "images", width, height)
     _check_options(vote_share, max_iterations, change, grabcut_iterations)
     cams = cameras.numpy()
-    masks = _initial(items, init, init_params, progress)
-    first, report = robust_carve(np.stack(masks), cams, resolution, bounds=bounds,
+    masks, scan = _initial(items, cams, init, init_params, consistent, vote_share, progress)
+    lenient = scan.pop("lenient") if scan else None
+    # the box and the slack from the evidence the hull will be carved from, so the box holds what
+    # the lenient masks add back (a part the chosen threshold lost in many views)
+    first, report = robust_carve(np.stack(_evidence(masks, lenient)), cams, resolution, bounds=bounds,
                                  outside=_outside(masks), max_slack=max_slack)
     slack = report.slack
     if not first.count():
         log.warning("co_segment: the initial masks carve nothing (%s); returning them unrefined",
                     report.diagnosis or "empty hull")
         return CoSegmentation(masks, confidence=np.zeros(len(items)), hull=first, iterations=0, changes=[],
-                              slack=slack, support=None, seconds=time.perf_counter() - t0)
+                              slack=slack, support=None, seconds=time.perf_counter() - t0, scan=scan)
     box = _grown_box(first)
     found = None
     voters = np.array([b not in report.excluded for b in range(len(items))])
     options = cleaning(True, None, 0.2, 0.02)
     changes = []
     hull = first
+    last = [None] * len(items)  # each view's trimap of the round before
     for round_ in range(max_iterations):
-        hull = _voting_hull(masks, cams, resolution, box, vote_share, slack, voters)
+        hull = _voting_hull(_evidence(masks, lenient), cams, resolution, box, vote_share, slack, voters,
+                            _outside(masks))
         if not hull.count():
             break
         consensus = reproject(hull, P, height, width)
+        overhang = _overhang_px(hull, cams, slack)
         if support and found is None:
             from carve.segmentation.support import find_support
 
-            found = find_support(hull, cams, consensus) or False
+            found = find_support(hull, cams, consensus, items, masks) or False
         refined = []
         for b in progress_bar(range(len(items)), desc=f"co-segmentation, round {round_ + 1}", enabled=progress):
             im, m = items[b], masks[b]
             drop = found.pixels(b) if found else None
-            labels = trimap(m, consensus[b], support=drop)
+            labels = trimap(m, consensus[b], support=drop, overhang=int(overhang[b]))
+            if last[b] is not None and np.count_nonzero(labels != last[b]) <= change * max(np.count_nonzero(m), 1):
+                refined.append(m)  # its graph cut's input has not changed: the view is settled
+                continue
+            last[b] = labels
             out = grabcut_labels(im, labels, iterations=grabcut_iterations, edge_threshold=edge_threshold,
                                  cleaning=options)
             refined.append(m.copy() if out is None else out)
@@ -178,16 +196,18 @@ def co_segment(images: Images, cameras, *, init="auto", init_params: dict | None
         voters = _voters(_agreement(masks, consensus))
         if changes[-1] < change:
             break
-    final = _voting_hull(masks, cams, resolution, box, vote_share, slack, voters) if changes else hull
+    final = _voting_hull(masks, cams, resolution, box, vote_share, slack, voters, _outside(masks)) if changes \
+        else hull
     confidence = _agreement(masks, reproject(final, P, height, width)) if final.count() else np.zeros(len(items))
     log.info("co_segment: %d rounds, changes %s, slack %.2f px, support %s", len(changes),
              [f"{c:.4f}" for c in changes], slack, found.kind if found else "none")
     return CoSegmentation(masks, confidence=confidence, hull=final, iterations=len(changes), changes=changes,
-                          slack=slack, support=found.summary() if found else None,
+                          slack=slack, support=found.summary() if found else None, scan=scan,
                           seconds=time.perf_counter() - t0)
 
 
-def trimap(mask: np.ndarray, consensus: np.ndarray, support: np.ndarray | None = None) -> np.ndarray:
+def trimap(mask: np.ndarray, consensus: np.ndarray, support: np.ndarray | None = None,
+           overhang: int = 0) -> np.ndarray:
     """GrabCut labels (H, W) uint8 for one view from its mask and the hull's reprojection into it.
 
     The graph cut decides where the view and the hull disagree, and nowhere else:
@@ -195,11 +215,13 @@ def trimap(mask: np.ndarray, consensus: np.ndarray, support: np.ndarray | None =
     - sure object (``GC_FGD``): where the view's ``mask`` and the ``consensus`` agree, but for a
       one-pixel rim (thin parts, legs and spikes a few pixels wide, keep their middle: a wider
       margin would hand them to the graph cut, whose smoothness erases them);
-    - probable object: the rest of the consensus (the hull fills what the view missed: a hole, a
+    - probable object: the rest of the mask within the consensus, and what the consensus adds
+      farther than ``overhang`` px from the mask (the hull fills what the view missed: a hole, a
       dark part, the object where it leaves the frame; the view's own colours then decide);
-    - probable background: what the view alone calls object (a blob no other view confirms, or a
-      part the other views' bad masks cut from the hull: colour decides, so a wrong hull cannot
-      erase a right mask), and :data:`EDGE_PX` px around mask and consensus;
+    - probable background: the consensus within ``overhang`` px outside the mask (the cubes of a
+      voxel hull overhang the silhouette by about a voxel: there the mask's edge is the better
+      one), what the view alone calls object (a blob no other view confirms: colour decides), and
+      :data:`EDGE_PX` px around mask and consensus;
     - sure background: everything else;
     - ``support`` (H, W) bool: pixels of a support under the object; never sure object, and probable
       background unless the view's own colours say otherwise.
@@ -210,10 +232,11 @@ def trimap(mask: np.ndarray, consensus: np.ndarray, support: np.ndarray | None =
         >>> [int((labels == k).sum()) for k in range(4)]  # BGD, FGD, PR_BGD, PR_FGD
         [152, 100, 104, 44]
     """
-    either = (mask | consensus).astype(np.uint8)
+    m8 = mask.astype(np.uint8)
     labels = np.full(mask.shape, cv2.GC_BGD, np.uint8)
-    labels[cv2.dilate(either, disk(EDGE_PX)) > 0] = cv2.GC_PR_BGD
-    labels[consensus] = cv2.GC_PR_FGD
+    labels[cv2.dilate(m8 | consensus.astype(np.uint8), disk(EDGE_PX)) > 0] = cv2.GC_PR_BGD
+    near = cv2.dilate(m8, disk(overhang)) > 0 if overhang > 0 else mask
+    labels[consensus & (mask | ~near)] = cv2.GC_PR_FGD
     core = cv2.erode((mask & consensus).astype(np.uint8), disk(1), borderType=cv2.BORDER_CONSTANT,
                      borderValue=1) > 0
     labels[core] = cv2.GC_FGD
@@ -222,12 +245,33 @@ def trimap(mask: np.ndarray, consensus: np.ndarray, support: np.ndarray | None =
     return labels
 
 
-def _initial(items, init, init_params, progress) -> list[np.ndarray]:
+def _initial(items, cams, init, init_params, consistent, vote_share, progress) -> tuple[list[np.ndarray], dict | None]:
+    """The initial masks, and the consistency scan's record (None when there was none)."""
     params = dict(init_params or {})
     if params and not isinstance(init, str):
         raise ValueError("init_params must be empty when init holds masks, got "
                          f"{sorted(params)}")
-    return initial_masks(items, init, progress=progress, **params)
+    if not (consistent and isinstance(init, str) and init == "auto"):
+        return initial_masks(items, init, progress=progress, **params), None
+    import inspect
+
+    from carve.segmentation.auto import auto, auto_distances
+    from carve.segmentation.consistent import consistent_masks
+
+    # auto's colour steps; its GrabCut step is what the loop's graph cuts do, with the hull's help
+    accepted = ("min_chroma", "min_chroma_share", "clean", "open_radius", "keep_fraction", "max_hole")
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise TypeError(f"init_params {unknown} do not apply to co_segment's 'auto' start (it takes {list(accepted)}; "
+                        "pass consistent=False to run auto whole)")
+    opts = {k: p.default for k, p in inspect.signature(auto).parameters.items() if k in accepted}
+    opts.update(params)
+    options = cleaning(opts["clean"], opts["open_radius"], opts["keep_fraction"], opts["max_hole"])
+    distances = list(progress_bar(auto_distances(items, min_chroma=opts["min_chroma"],
+                                                 min_chroma_share=opts["min_chroma_share"], cleaning=options),
+                                  desc="colour distance", total=len(items), enabled=progress))
+    masks, lenient, scale, scores = consistent_masks(distances, cams, vote_share=vote_share, cleaning=options)
+    return masks, {"threshold_scale": scale, "agreement": scores, "lenient": lenient}
 
 
 def _check_options(vote_share, max_iterations, change, grabcut_iterations) -> None:
@@ -245,9 +289,16 @@ def _outside(masks) -> list[str]:
     return ["keep" if b else "carve" for b in border_views(np.stack(masks))]
 
 
-def _voting_hull(masks, cams, resolution, box, share, slack, voters) -> VoxelGrid:
+def _evidence(masks, lenient):
+    """What the hull is carved from: the masks, with the lenient masks' pixels (where a view is not
+    sure of background) when the initial scan gave them."""
+    return masks if lenient is None else [m | w for m, w in zip(masks, lenient)]
+
+
+def _voting_hull(masks, cams, resolution, box, share, slack, voters, outside) -> VoxelGrid:
     """The hull a ``share`` of the ``voters`` (B,) bool may veto, from the voters whose masks hold some
-    object and some background (an empty or full mask says nothing about where the object is)."""
+    object and some background (an empty or full mask says nothing about where the object is);
+    ``outside``: B "carve"/"keep"."""
     stack = np.stack(masks)
     area = np.count_nonzero(stack, axis=(1, 2))
     usable = np.flatnonzero((area > 0) & (area < stack[0].size) & voters)
@@ -256,7 +307,7 @@ def _voting_hull(masks, cams, resolution, box, share, slack, voters) -> VoxelGri
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EmptyHullWarning)
         return carve(stack[usable], cams[usable], resolution, bounds=box, tolerance=int(share * len(usable)),
-                     slack=slack, outside=[_outside(masks)[b] for b in usable])
+                     slack=slack, outside=[outside[b] for b in usable])
 
 
 def _nothing(box) -> VoxelGrid:
@@ -275,6 +326,15 @@ def _grown_box(grid: VoxelGrid) -> tuple[np.ndarray, np.ndarray]:
 def _voters(agreement: np.ndarray) -> np.ndarray:
     """(B,) bool: the views whose masks agree with the consensus well enough to vote next round."""
     return agreement >= VOTER_AGREEMENT * np.median(agreement)
+
+
+def _overhang_px(hull: VoxelGrid, cams, slack: float) -> np.ndarray:
+    """(B,) px: how far the hull's reprojection may overhang a silhouette in each view: a voxel's
+    size seen from the camera at the hull's centre, plus the slack."""
+    centre = hull.points().mean(0)
+    depth = np.einsum("bij,j->bi", cams.R, centre)[:, 2] + cams.T[:, 2]
+    focal = 0.5 * (cams.K[:, 0, 0] + cams.K[:, 1, 1])
+    return np.ceil(focal * hull.voxel_size / np.maximum(depth, 1e-9) + slack).astype(int)
 
 
 def _agreement(masks, reprojection) -> np.ndarray:
