@@ -176,3 +176,27 @@ def test_a_cone_is_not_taken_for_its_own_support():
     masks = co_segment(views.images, views.cameras, init=list(views.silhouettes), resolution=64)
     assert masks.support is None
     assert mask_iou_per_mask(list(masks), views.silhouettes).min() > 0.97
+
+
+def test_a_matte_object_in_deep_shade_keeps_its_dark_side():
+    """auto's per-view threshold takes the lit side only; the threshold the views agree on holds all of it."""
+    from carve.segmentation import auto
+    from data.hard_cases import hard_case
+
+    mv = hard_case("dark", views=12, size=(160, 120))
+    single = mask_iou_per_mask(auto(mv.images), mv.silhouettes).mean()
+    masks = co_segment(mv.images, mv.cameras, resolution=64)
+    assert masks.scan["threshold_scale"] < 1
+    assert masks.scan["agreement"][masks.scan["threshold_scale"]] > masks.scan["agreement"][1.0]
+    joint = mask_iou_per_mask(list(masks), mv.silhouettes).mean()
+    assert single < 0.7 and joint > 0.8, (single, joint)  # 0.95 at 24 views of 320x240 (README)
+
+
+def test_init_params_reach_auto_or_are_refused(views):
+    masks = co_segment(views.images, views.cameras, init_params={"min_chroma": 6.0}, resolution=32, max_iterations=1)
+    assert len(masks) == 12
+    with pytest.raises(TypeError, match="do not apply"):
+        co_segment(views.images, views.cameras, init_params={"refine": False}, resolution=32)
+    whole = co_segment(views.images, views.cameras, init_params={"refine": False}, consistent=False, resolution=32,
+                       max_iterations=1)
+    assert whole.scan is None

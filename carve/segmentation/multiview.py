@@ -45,8 +45,8 @@ from carve.segmentation.clean import cleaning, disk
 from carve.segmentation.inputs import Images, as_images
 from data.progress import progress as progress_bar
 
-__all__ = ["CoSegmentation", "co_segment", "trimap", "VOTE_SHARE", "VOTER_AGREEMENT", "CHANGE", "MAX_ITERATIONS", "BOX_MARGIN",
-           "EDGE_PX"]
+__all__ = ["CoSegmentation", "co_segment", "trimap", "VOTE_SHARE", "VOTER_AGREEMENT", "CHANGE", "MAX_ITERATIONS",
+           "BOX_MARGIN", "EDGE_PX"]
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,8 @@ log = logging.getLogger(__name__)
 VOTE_SHARE = VIEW_SHARE
 #: the loop stops when fewer than this share of the masks' pixels change (the issue's 0.1%)
 CHANGE = 1e-3
-#: at most this many refine-and-carve rounds: on every capture measured the masks settle in two or
-#: three; a fourth bounds the time when a view oscillates between two graph cuts
+#: at most this many refine-and-carve rounds: on the captures measured the masks settle in two to
+#: four, after which GrabCut's own noise keeps the change near 0.1%: more rounds buy nothing
 MAX_ITERATIONS = 4
 #: the carving box is the first robust hull's box grown by this share of its size per side: room
 #: for what refinement adds back (holes filled, parts a bad view had cut), and a fixed box keeps
@@ -66,8 +66,8 @@ BOX_MARGIN = 0.15
 #: the median view's: agreeing views differ from the median by a pixel band (a few percent), a mask
 #: that misses a chunk of the object (or holds a chunk of something else) by a fifth or more
 VOTER_AGREEMENT = 0.8
-#: px: edges are uncertain by a pixel or two (blur, sampling, mixed colours), so sure labels stay
-#: this far from any boundary
+#: px: edges are uncertain by a pixel or two (blur, sampling, mixed colours), so the graph cut may
+#: move the outline of mask and consensus this far out before sure background begins
 EDGE_PX = 2
 
 
@@ -105,8 +105,8 @@ def co_segment(images: Images, cameras, *, init="auto", init_params: dict | None
         init: the initial masks: a single-view method name ("auto", the default, "color", "otsu",
             "threshold", "grabcut", "learned") or B (H, W) bool masks.
         init_params: keyword parameters of that method.
-        resolution: voxels along the longest side of the hull's box (128 resolves a view of
-            1024x768 to about 5 px per voxel, which the trimap's band absorbs).
+        resolution: voxels along the longest side of the hull's box (at 128 a voxel spans about
+            5 px of a 1024x768 view; the trimap allows for that overhang).
         bounds: the box to carve, (lo, hi), or "auto" (found from the initial masks).
         vote_share: share of the views that may reject a voxel the hull still keeps, in [0, 0.5).
         max_iterations: refine-and-carve rounds at most (>= 1); change: stop when fewer than this
@@ -163,7 +163,7 @@ def co_segment(images: Images, cameras, *, init="auto", init_params: dict | None
     box = _grown_box(first)
     found = None
     voters = np.array([b not in report.excluded for b in range(len(items))])
-    options = cleaning(True, None, 0.2, 0.02)
+    options = cleaning(True, None, 0.2, 0.02)  # the cleaning every method applies by default
     changes = []
     hull = first
     last = [None] * len(items)  # each view's trimap of the round before

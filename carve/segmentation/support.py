@@ -12,10 +12,11 @@ that base; colour then decides, pixel by pixel, what is support and what is obje
   object is what lies above the first layer that narrow, and must be tall
   (:data:`OBJECT_HEIGHT`). Seen only from above, a flat disc's hull is a lens around the disc's
   plane, widest there: the base is everything below the object.
+- A cone or a pyramid is widest at its foot too: the base is a support only when its pixels'
+  colours are not the object's (:func:`distinct_colours`).
 - In each view, the pixels the base reprojects to are the support's (:meth:`Support.pixels`):
   :func:`carve.segmentation.multiview.trimap` makes them "probable", never sure object, so the
-  view's own colour models decide them. A base of the object's own colour (a plinth that is part
-  of it) stays object; a disc of another colour goes.
+  view's own colour models decide them.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ UP_AGREEMENT = 0.5
 #: an object is several times wider; a bottle's foot or a mug's base is not
 WIDER = 2.0
 #: and the narrow part above must span at least this share of the hull's height: an object stands
-#: on the base, not a short tip (a cone narrows to a point in its top fifth)
+#: on the base, not a short tip
 OBJECT_HEIGHT = 0.3
 #: a base's colours are distinct from the object's when their median CIELAB distance to the
 #: object's colour clusters is this many times the object pixels' own (shading spreads an object's
@@ -56,7 +57,8 @@ class Support:
 
     Attributes:
         up: (3,) unit vector, world up. top: height (along ``up``) of the base's top.
-        base_voxels: voxels of the hull in the base; area_ratio: base area over the object's widest layer.
+        base_voxels: voxels of the hull in the base; area_ratio: the base's widest layer over the
+            object's median layer.
         reprojection: (B, H, W) bool, the base's pixels in each view.
     """
 
