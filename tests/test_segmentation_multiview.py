@@ -200,3 +200,9 @@ def test_init_params_reach_auto_or_are_refused(views):
     whole = co_segment(views.images, views.cameras, init_params={"refine": False}, consistent=False, resolution=32,
                        max_iterations=1)
     assert whole.scan is None
+
+
+def test_a_name_both_take_goes_to_co_segment(views):
+    masks = silhouettes(views.images, "auto", cameras=views.cameras, edge_threshold=None, min_chroma=5.0,
+                        resolution=32, max_iterations=1)
+    assert isinstance(masks, CoSegmentation)

@@ -22,8 +22,8 @@ import json
 import statistics
 from pathlib import Path
 
-__all__ = ["AUTO_REASON", "LOW_CONFIDENCE", "HullFailure", "choose_masks", "masks_problem", "outside_policy", "carve_hull", "mesh_of",
-           "failure", "first_line", "views_record", "write_views"]
+__all__ = ["AUTO_REASON", "LOW_CONFIDENCE", "HullFailure", "choose_masks", "masks_problem", "outside_policy",
+           "carve_hull", "mesh_of", "failure", "first_line", "views_record", "write_views"]
 
 #: why the command estimates masks jointly when a dataset has none: "auto" is the best single-view
 #: method measured against ground truth (benchmarks/eval_silhouettes.py), and co-segmentation makes
@@ -31,8 +31,8 @@ __all__ = ["AUTO_REASON", "LOW_CONFIDENCE", "HullFailure", "choose_masks", "mask
 AUTO_REASON = "starting from 'auto', the best single-view method measured, and making the views agree"
 
 
-#: a view whose mask agrees with the co-segmented hull at an IoU below this is named: the masks of
-#: views that agree sit at 0.93-0.97 (the cubes of a 128 grid overhang the silhouette by a pixel or two)
+#: a view whose mask agrees with the co-segmented hull at an IoU below this is named: views that
+#: agree sit at 0.88-0.97 (the cubes of a 128 grid overhang the silhouette by a pixel or two)
 LOW_CONFIDENCE = 0.85
 
 
@@ -67,8 +67,9 @@ def choose_masks(views, choice: str, say) -> tuple[list, str]:
             f"(co-segmentation), {AUTO_REASON}")
         masks = silhouettes(views.images, "auto", cameras=views.cameras)
         low = [name for name, c in zip(views.names, masks.confidence) if c < LOW_CONFIDENCE]
-        say(f"silhouettes: {masks.iterations} rounds, views agree with the hull at IoU {statistics.median(masks.confidence.tolist()):.3f} "
-            f"(median)" + (f"; least: {', '.join(low[:8])}{' ...' if len(low) > 8 else ''}" if low else ""))
+        least = f"; least: {', '.join(low[:8])}{' ...' if len(low) > 8 else ''}" if low else ""
+        say(f"silhouettes: {masks.iterations} rounds, views agree with the hull at IoU "
+            f"{statistics.median(masks.confidence.tolist()):.3f} (median){least}")
         return list(masks), "co-segmentation"
     return silhouettes(views.images, method=choice), choice
 

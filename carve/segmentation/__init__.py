@@ -119,9 +119,10 @@ def silhouettes(images: Images, method: str = "auto", *, cameras=None, progress:
                         f"it accepts {sorted(accepted + joint)}")
     if cameras is None:
         return run(images, progress=progress, **params)
-    own = {k: v for k, v in params.items() if k in accepted}
-    return co_segment(images, cameras, init=method, init_params=own, progress=progress,
-                      **{k: v for k, v in params.items() if k not in own})
+    # a name both take (edge_threshold) is co_segment's: its graph cuts are the masks' last step
+    mine = {k: v for k, v in params.items() if k in joint}
+    return co_segment(images, cameras, init=method, progress=progress, **mine,
+                      init_params={k: v for k, v in params.items() if k not in mine})
 
 
 def _parameters(function) -> list[str]:

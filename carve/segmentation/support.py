@@ -114,7 +114,8 @@ def up_direction(cameras) -> np.ndarray | None:
 
     Example:
         >>> from geometry import Camera
-        >>> cams = Camera.look_at([[3, 0, 1], [0, 3, 1], [-3, 0, 1], [0, -3, 1]], up=(0, 0, 1), fov=40, width=32, height=32)
+        >>> ring = [[3, 0, 1], [0, 3, 1], [-3, 0, 1], [0, -3, 1]]
+        >>> cams = Camera.look_at(ring, up=(0, 0, 1), fov=40, width=32, height=32)
         >>> up_direction(cams).round(2).tolist()
         [0.0, 0.0, 1.0]
     """
