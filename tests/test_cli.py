@@ -46,7 +46,7 @@ def test_demo_writes_mesh_grid_snapshot_and_scores(tmp_path):
     assert all((p.stat().st_mode & 0o777) == 0o666 & ~umask for p in out.iterdir()), "outputs must get the usual mode"
     assert png_size(out / "demo.png") == (960, 720)
     hull_iou = float(re.search(r"hull IoU vs true shape: ([0-9.]+)", result.stdout).group(1))
-    assert hull_iou > 0.6, result.stdout
+    assert hull_iou > 0.9, result.stdout  # 0.95 with co-segmented masks (0.75 with auto view by view)
     assert "no display" in result.stdout  # it says why no window opened
 
     import trimesh
