@@ -7,7 +7,15 @@ extras=${2:-}
 
 # --- system libraries: libusb for `import open3d`, Mesa's Vulkan driver for headless rendering
 missing=()
-have_lib() { ldconfig -p 2>/dev/null | grep -q "$1"; }
+# the linker cache, read once: ldconfig lives in /sbin, off an ordinary user's PATH, and piping it
+# into `grep -q` under pipefail fails with SIGPIPE (141) once the list passes 64 KiB
+libs=$( { command -v ldconfig >/dev/null 2>&1 && ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null || true)
+have_lib() {
+    if [ -n "$libs" ]; then [[ "$libs" == *"$1"* ]]; return; fi
+    # no readable cache: look where Debian and others keep shared libraries
+    compgen -G "/usr/lib/*/$1" >/dev/null || compgen -G "/lib/*/$1" >/dev/null || [ -e "/usr/lib/$1" ] \
+        || [ -e "/usr/lib64/$1" ]
+}
 have_lib libusb-1.0.so.0 || missing+=(libusb-1.0-0)
 have_lib libvulkan.so.1 || missing+=(libvulkan1)
 ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)

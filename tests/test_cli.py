@@ -179,6 +179,8 @@ def test_unreadable_dataset_fails_with_file_and_line(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
     debug = carve_cli("reconstruct", tmp_path, "--out", tmp_path / "out", "--debug")
     assert "Traceback" in debug.stderr
+    before = carve_cli("--debug", "reconstruct", tmp_path, "--out", tmp_path / "out")  # before the command too
+    assert "Traceback" in before.stderr
 
 
 def test_depth_writes_colour_mapped_png_and_point_cloud(tmp_path):

@@ -125,16 +125,24 @@ def build_parser() -> argparse.ArgumentParser:
         >>> args = build_parser().parse_args(["reconstruct", "scans/temple", "--resolution", "64"])
         >>> args.command, args.resolution, args.func.__name__
         ('reconstruct', 64, 'cmd_reconstruct')
+        >>> [build_parser().parse_args(a).quiet for a in (["--quiet", "demo"], ["demo", "--quiet"], ["demo"])]
+        [True, True, False]
     """
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--quiet", action="store_true", help="print nothing but errors; no progress bars")
-    common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    def flags(default):
+        common = argparse.ArgumentParser(add_help=False)
+        common.add_argument("--quiet", action="store_true", default=default,
+                            help="print nothing but errors; no progress bars")
+        common.add_argument("--debug", action="store_true", default=default, help="show the full traceback on errors")
+        return common
+
     parser = argparse.ArgumentParser(prog="carve", description="Voxel visual hulls from calibrated images.",
-                                     parents=[common])
+                                     parents=[flags(False)])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # the subcommands' copies of the flags set nothing unless given, so `carve --quiet CMD` holds
+    after = flags(argparse.SUPPRESS)
 
     def command(name, help_text, func):
-        p = sub.add_parser(name, help=help_text, description=help_text, parents=[common], epilog=EXAMPLES.get(name),
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=[after], epilog=EXAMPLES.get(name),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.set_defaults(func=func)
         return p
