@@ -14,7 +14,40 @@ The tree is the architecture; imports point down it (``cli`` -> everything; ``vi
 Public names are imported lazily (PEP 562) so that ``import carve`` and ``carve --help`` stay fast:
 Numba, torch and Open3D load only when the code that needs them runs.
 """
-from data.lazy import lazy_attributes
+import sys
+from pathlib import Path
+
+
+def _check_siblings() -> None:
+    """Refuse, in one line, a ``data`` or ``geometry`` that is not this distribution's own.
+
+    Our top-level names are generic: a ``data.py`` or ``data/`` folder in the working directory (first
+    on ``sys.path`` for ``python -m`` and scripts) would otherwise be imported in their place and fail
+    later with a confusing traceback.
+    """
+    from importlib.util import find_spec
+
+    home = Path(__file__).resolve().parent.parent
+    for name in ("geometry", "data"):
+        module = sys.modules.get(name)
+        origin = getattr(module, "__file__", None) if module is not None else None
+        if module is None:
+            spec = find_spec(name)
+            origin = spec.origin if spec is not None else None
+        if origin is None or Path(origin).resolve() != home / name / "__init__.py":
+            where = origin or next(iter(getattr(module or find_spec(name), "submodule_search_locations", None)
+                                        or [None]), None) or "somewhere on sys.path"
+            message = (f"carve needs its own '{name}' package ({home / name}), but '{name}' resolves to {where}: "
+                       "rename that file or folder, or run from another directory")
+            if sys.argv and (sys.argv[0] == "-m" or Path(sys.argv[0]).name == "carve"):  # the command line
+                print(f"carve: error: {message}", file=sys.stderr)
+                raise SystemExit(2)
+            raise ImportError(message)
+
+
+_check_siblings()
+
+from data.lazy import lazy_attributes  # noqa: E402 (after the check above)
 
 # public name -> module that defines it
 _EXPORTS = {

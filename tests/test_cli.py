@@ -202,3 +202,18 @@ def test_depth_writes_colour_mapped_png_and_point_cloud(tmp_path):
     assert len(cloud.vertices) == 96 * 128 and np.all(cloud.vertices[:, 2] > 0)  # in front of the camera
     missing = carve_cli("depth", "nothing.png", cwd=tmp_path)
     assert missing.returncode == 2 and "no such file or directory: nothing.png" in missing.stderr
+
+
+@pytest.mark.parametrize("shadow", ["data.py", "data", "geometry"])
+def test_a_module_that_shadows_ours_is_named_in_one_line(tmp_path, shadow):
+    """Our top-level names are generic: a user's data.py or data/ in the working directory must not
+    end in a traceback, but say what is in the way."""
+    path = tmp_path / shadow
+    path.mkdir() if not shadow.endswith(".py") else path.write_text("x = 1\n")
+    name = shadow.removesuffix(".py")
+    cli = subprocess.run([sys.executable, "-m", "carve", "--help"], cwd=tmp_path, capture_output=True, text=True)
+    assert cli.returncode == 2 and "Traceback" not in cli.stderr, cli.stderr
+    [line] = cli.stderr.strip().splitlines()
+    assert f"'{name}'" in line and str(path) in line and "rename" in line
+    library = subprocess.run([sys.executable, "-c", "import carve"], cwd=tmp_path, capture_output=True, text=True)
+    assert library.returncode == 1 and "ImportError: carve needs its own" in library.stderr
