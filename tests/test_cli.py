@@ -175,6 +175,7 @@ def test_unreadable_dataset_fails_with_file_and_line(tmp_path):
     (tmp_path / "images" / "0000.png").write_bytes(b"not a png")
     result = carve_cli("reconstruct", tmp_path, "--out", tmp_path / "out")
     assert result.returncode == 1
+    assert not (tmp_path / "out").exists()  # a run that fails before writing leaves no empty folder
     assert "0000.txt" in result.stderr and "line 3" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     debug = carve_cli("reconstruct", tmp_path, "--out", tmp_path / "out", "--debug")
@@ -217,3 +218,23 @@ def test_a_module_that_shadows_ours_is_named_in_one_line(tmp_path, shadow):
     assert f"'{name}'" in line and str(path) in line and "rename" in line
     library = subprocess.run([sys.executable, "-c", "import carve"], cwd=tmp_path, capture_output=True, text=True)
     assert library.returncode == 1 and "ImportError: carve needs its own" in library.stderr
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["depth", "photo.png", "--fov", "0"], "--fov"),
+    (["view", "grid.npz", "--snapshot", "s.jpg"], "--snapshot"),
+    (["train-depth", "--epochs", "0"], "--epochs"),
+    (["train-depth", "--lr", "inf"], "--lr"),
+    (["train-depth", "--warmup", "1.5"], "--warmup"),
+    (["reconstruct", "ds", "--tolerance", "-1"], "--tolerance"),
+    (["demo", "--out", "a-file/sub"], "--out"),
+])
+def test_bad_option_values_are_usage_errors_that_name_the_option(tmp_path, argv, option):
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "photo.png").write_bytes(b"")
+    (tmp_path / "grid.npz").write_bytes(b"")
+    result = carve_cli(*argv, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert option in line, line

@@ -71,11 +71,14 @@ def mesh_file(text: str | None) -> str | None:
 
 
 def output_dir(path: str) -> Path:
-    """The --out directory, created when missing; UsageError when a file has its name."""
+    """The --out directory; UsageError when a file has its name. It is created by the first write, so
+    a run that fails before writing leaves no empty folder behind."""
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out must be a directory, got the file {path}")
-    out.mkdir(parents=True, exist_ok=True)
+    blocking = next((p for p in out.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise UsageError(f"--out must be a directory, got a path under the file {blocking}")
     return out
 
 
@@ -161,6 +164,8 @@ def cmd_reconstruct(args) -> int:
 
 
 def cmd_view(args) -> int:
+    if args.snapshot is not None and Path(args.snapshot).suffix.lower() != ".png":
+        raise UsageError(f"--snapshot must end in .png, got {Path(args.snapshot).name}")
     items = [existing_path(p) for p in args.files]
     cameras_path = existing_path(args.cameras) if args.cameras else None
     from carve import viz
@@ -211,6 +216,8 @@ def _read_rgb(path: Path):
 
 
 def cmd_depth(args) -> int:
+    if not 0 < args.fov < 180:
+        raise UsageError(f"--fov must be a horizontal field of view in degrees in (0, 180), got {args.fov:g}")
     paths, out = [existing_path(p) for p in args.images], output_dir(args.out)
     import cv2
     import numpy as np
@@ -226,6 +233,7 @@ def cmd_depth(args) -> int:
         depths = mono.predict(images, model=args.model, progress=False if args.quiet else None)
     clouds = []
     with stages("write"):
+        out.mkdir(parents=True, exist_ok=True)
         for path, image, depth in zip(paths, images, depths):
             height, width = depth.shape
             # a photograph has no calibration: an assumed horizontal field of view, camera at the origin
@@ -243,6 +251,14 @@ def cmd_depth(args) -> int:
 
 
 def cmd_train_depth(args) -> int:
+    import re
+
+    from carve.learn.cli import config_from_args
+
+    try:  # a bad option value is a usage error (exit 2), named as the option is spelt
+        config_from_args(args, "depth")
+    except ValueError as err:
+        raise UsageError(re.sub(r"^([a-z_]+) ", lambda m: f"--{m.group(1).replace('_', '-')} ", str(err))) from None
     from carve.depth import run_train_depth
 
     return run_train_depth(args)

@@ -106,6 +106,7 @@ def write_results(grid, mesh, out: Path, name: str, stages: Stages, mesh_path=No
     """
     from carve import viz
 
+    out.mkdir(parents=True, exist_ok=True)  # first written here: a failed run leaves no empty folder
     mesh_path = Path(mesh_path) if mesh_path else out / f"{name}.ply"
     grid_path, picture = out / f"{name}.npz", out / f"{name}.png"
     with stages("write"):

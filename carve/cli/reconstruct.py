@@ -214,6 +214,7 @@ def write_views(record: dict, path) -> Path:
     from data.files import atomic_path
 
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
     return path

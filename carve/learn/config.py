@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 __all__ = ["TrainConfig", "TASK_NAMES"]
@@ -94,8 +95,18 @@ class TrainConfig:
         if not 0 < self.scale_min <= 1:
             raise ValueError(f"scale_min must be in (0, 1], got {self.scale_min!r}")
         self._set_resolution_channel()
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")  # inf trains NaN weights
+        for name in ("weight_decay", "silog_lambda", "grad_weight"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        if not (isinstance(self.warmup, (int, float)) and 0 <= self.warmup < 1):
+            raise ValueError(f"warmup must be a share of the steps in [0, 1), got {self.warmup!r}")
+        for name in ("pretrain_epochs", "seed", "threads"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {v!r}")
 
     def _check_counts(self):
         for name in ("size", "train", "val", "epochs", "batch_size"):
