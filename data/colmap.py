@@ -163,10 +163,30 @@ def read_images_text(path):
             raise FormatError(path, "the quaternion QW QX QY QZ is zero", lineno)
         name = " ".join(tokens[9:])  # names may contain spaces
         out.append((iid, v[:4], v[4:7], cid, name, lineno))
-        i += 1  # the POINTS2D line that follows every image line (possibly empty)
+        if i < len(lines) and _is_points_line(lines[i]):
+            i += 1  # the POINTS2D line that follows an image line (possibly empty; some writers omit it)
     if not out:
         raise FormatError(path, "lists no images")
     return out
+
+
+def _is_points_line(text: str) -> bool:
+    """Whether a line of images.txt is a POINTS2D line: empty, or (X, Y, POINT3D_ID) triples of numbers.
+
+    An image line never is: it has 9 numbers and a name, and a name that is a number makes 10 tokens.
+
+    Example:
+        >>> _is_points_line("1.5 2.5 -1 3 4 7"), _is_points_line(""), _is_points_line("2 1 0 0 0 0 0 0 1 b.png")
+        (True, True, False)
+    """
+    tokens = text.split()
+    if len(tokens) % 3:
+        return False
+    try:
+        [float(t) for t in tokens]
+    except ValueError:
+        return False
+    return True
 
 
 class _Reader:

@@ -200,6 +200,17 @@ def test_colmap_text(source, tmp_path):
         assert all((a == b).all() for a, b in zip(mv.images, source.images))
 
 
+def test_colmap_text_without_points_lines_keeps_every_view(source, tmp_path):
+    """Some writers leave out the POINTS2D lines: every line is then an image, none may be skipped."""
+    sparse = write_colmap_text(source, tmp_path / "proj")
+    lines = (sparse / "images.txt").read_text().splitlines()
+    kept = [line for line in lines if line.startswith("#") or "view_" in line]
+    (sparse / "images.txt").write_text("\n".join(kept) + "\n")
+    mv = data.load(tmp_path / "proj", verbose=False)
+    assert mv.names == [f"view_{i:02d}" for i in range(5)]
+    assert_same_cameras(mv.cameras, source.cameras)
+
+
 def test_colmap_simple_pinhole(source, tmp_path):
     src = centred(source)
     K = src.cameras.K[0]
