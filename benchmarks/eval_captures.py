@@ -41,7 +41,6 @@ Columns and goals (issue 11):
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import sys
@@ -50,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from timing import print_table
+from timing import print_table, write_json
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 #: (row label, folder, --silhouettes choice, ground-truth masks: "dataset" = the dataset's own, or None)
@@ -245,11 +244,7 @@ def main(argv=None) -> int:
             print(f"  {row['dataset']}: reference = {row['reference']}; excluded views: "
                   f"{', '.join(row['excluded']) or 'none'}")
     if args.json:
-        from data.files import atomic_path
-
-        with atomic_path(Path(args.json)) as tmp:
-            tmp.write_text(json.dumps(rows, indent=1) + "\n")
-        print(f"wrote {args.json}")
+        print(f"wrote {write_json(rows, args.json)}")
     return 0
 
 

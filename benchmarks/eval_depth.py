@@ -14,14 +14,13 @@ Several ``--model NAME=PATH`` entries share the table (e.g. rotation pretraining
 from scratch on the same 10% of labels).
 """
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from timing import print_table
+from timing import print_table, write_json
 
 COLUMNS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3")
 
@@ -134,8 +133,7 @@ def main(argv=None):
         print(f"\nfirst model: {models[0][1]} (trained {meta.get('epoch')} epochs on {cfg['train']} scenes rendered "
               f"at {render}px, inputs of {cfg['size']}px, widths {cfg['widths']}, seed {cfg['seed']})")
     if args.json:
-        Path(args.json).write_text(json.dumps({"results": results, "goals": [(g, v, bool(ok)) for g, v, ok in goals]},
-                                              indent=1))
+        write_json({"results": results, "goals": [(g, v, bool(ok)) for g, v, ok in goals]}, args.json)
     return 0
 
 

@@ -15,8 +15,8 @@ Cases (a missing one is skipped with a line saying why):
 
 Methods: ``otsu``, ``color``, ``auto`` and ``learned`` (needs torch; not in the default list) segment
 each view alone (:func:`carve.segmentation.silhouettes`); ``co-seg`` is
-:func:`carve.segmentation.co_segment` (images and cameras, its default settings). A method that
-cannot be imported is left out with a line saying so.
+:func:`carve.segmentation.co_segment` (images and cameras, its default settings). ``learned``
+without torch is left out with a line saying so.
 
 Columns: mean and worst-view IoU against the ground-truth masks; ``hull IoU``: the hull of the
 estimated masks against the hull of the ground-truth masks, both :func:`carve.carve` (exact rule) at
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -42,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from eval_captures import DEFAULT_ROOT, cut_and_bloat, occupied_box, published_box
-from timing import median_time, print_table
+from timing import median_time, print_table, write_json
 
 REAL_CASES = ("bunny", "temple_ring")  # folders of ../shared/datasets
 #: data.hard_cases.HARD_CASES, named here so that --cases parses before (or without) that module
@@ -73,11 +72,6 @@ def available(method: str) -> str | None:
     """Why ``method`` cannot run here (one line), or None."""
     if method == "learned" and importlib.util.find_spec("torch") is None:
         return "learned needs torch, which is not installed"
-    if method == "co-seg":
-        try:
-            from carve.segmentation import co_segment  # noqa: F401
-        except ImportError as err:
-            return f"co-seg: carve.segmentation.co_segment is not importable yet ({err})"
     return None
 
 
@@ -90,10 +84,8 @@ def load_case(case: str, args):
         import data
 
         return data.load(folder, verbose=False), None
-    try:
-        from data.hard_cases import hard_case
-    except ImportError as err:
-        return None, f"data.hard_cases is not importable yet ({err})"
+    from data.hard_cases import hard_case
+
     return hard_case(case, views=args.views, size=args.size, progress=False), None
 
 
@@ -115,9 +107,9 @@ def segment(method: str, views, args) -> tuple[list, dict]:
 def hull_of(masks, cameras, resolution: int, bounds):
     """:func:`carve.carve` of ``masks``, with "keep" for the views whose mask touches the image border."""
     from carve import carve
-    from carve.hull import EmptyHullWarning, border_views
+    from carve.hull import EmptyHullWarning, outside_per_view
 
-    outside = ["keep" if leaves else "carve" for leaves in border_views(masks)]
+    outside = outside_per_view(masks)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EmptyHullWarning)  # an empty hull is scored (kept 0 %), not warned
         return carve(masks, cameras, resolution=resolution, bounds=bounds, outside=outside)
@@ -125,9 +117,9 @@ def hull_of(masks, cameras, resolution: int, bounds):
 
 def robust_hull(masks, cameras, resolution: int, bounds):
     """The hull ``carve reconstruct`` carves from ``masks`` (:func:`carve.hull.robust_carve`), in ``bounds``."""
-    from carve.hull import border_views, robust_carve
+    from carve.hull import outside_per_view, robust_carve
 
-    outside = ["keep" if leaves else "carve" for leaves in border_views(masks)]
+    outside = outside_per_view(masks)
     return robust_carve(np.stack(masks), cameras, resolution, bounds=bounds, outside=outside)[0]
 
 
@@ -300,11 +292,7 @@ def main(argv=None) -> int:
     if args.save and strips:
         save_sheet(args.save, strips)
     if args.json:
-        from data.files import atomic_path
-
-        with atomic_path(Path(args.json)) as tmp:
-            tmp.write_text(json.dumps(rows, indent=1) + "\n")
-        print(f"wrote {args.json}")
+        print(f"wrote {write_json(rows, args.json)}")
     return 0
 
 

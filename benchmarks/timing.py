@@ -3,8 +3,10 @@
 Warm-up keeps one-off costs (Numba compilation, first-touch page faults of caches) out of the figure;
 the median of several repeats tames the noise of a shared machine.
 """
+import json
 import statistics
 import time
+from pathlib import Path
 
 
 def median_time(fn, repeats: int = 5, warmup: int = 1) -> float:
@@ -27,3 +29,13 @@ def print_table(headers, rows) -> None:
     print("  ".join("-" * w for w in widths))
     for row in rows:
         print(line.format(*row))
+
+
+def write_json(record, path) -> Path:
+    """Write ``record`` as indented JSON to ``path`` atomically (no partial file on failure); returns the path."""
+    from data.files import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+    return path

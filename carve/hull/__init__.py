@@ -12,10 +12,10 @@ robust one (:func:`robust_carve`: without the masks that cut the object, with ``
 calibration error), reporting in a :class:`~carve.hull.report.HullReport`;
 :mod:`~carve.hull.reprojection` gives a grid's exact silhouettes.
 """
-from carve.hull.carving import EmptyHullWarning, border_views, carve, carve_depth
+from carve.hull.carving import EmptyHullWarning, border_views, carve, carve_depth, outside_per_view
 from carve.hull.agreement import ViewScores, robust_carve, view_scores
 from carve.hull.checks import memory_estimate
 from carve.hull.report import HullReport, ViewRow
 
-__all__ = ["carve", "carve_depth", "border_views", "memory_estimate", "EmptyHullWarning", "robust_carve",
+__all__ = ["carve", "carve_depth", "border_views", "outside_per_view", "memory_estimate", "EmptyHullWarning", "robust_carve",
            "view_scores", "ViewScores", "HullReport", "ViewRow"]

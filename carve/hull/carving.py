@@ -191,6 +191,19 @@ def border_views(silhouettes) -> np.ndarray:
     return border_of(masks)
 
 
+def outside_per_view(silhouettes) -> list[str]:
+    """``outside=`` for :func:`carve`, one policy per view: "keep" where the silhouette touches the image
+    border (:func:`border_views`), "carve" elsewhere; what ``outside="auto"`` does, without its warning.
+
+    Example:
+        >>> import numpy as np
+        >>> masks = np.zeros((2, 6, 8), bool); masks[0, 2:4, 2:5] = True; masks[1, 2:4, 5:] = True
+        >>> outside_per_view(masks)
+        ['carve', 'keep']
+    """
+    return ["keep" if leaves else "carve" for leaves in border_views(silhouettes)]
+
+
 # ------------------------------------------------------------------------------------- the tables
 def _silhouette_tables(sil, opts, check_values):
     """The backend's tables of (B, H, W) uint8 masks, with their values checked, and a callable that

@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from carve.hull import EmptyHullWarning, border_views, carve
+from carve.hull import EmptyHullWarning, border_views, carve, outside_per_view
 from carve.hull.bounds import UnboundedRegionError
 from carve.hull.reprojection import reproject
 from carve.segmentation.clean import maybe_clean
@@ -92,7 +92,7 @@ def _agreement(masks, cams, vote_share, resolution) -> float | None:
     usable = np.flatnonzero((area > 0) & (area < stack[0].size))
     if len(usable) < 2:
         return None
-    outside = ["keep" if b else "carve" for b in border_views(stack[usable])]
+    outside = outside_per_view(stack[usable])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EmptyHullWarning)
         try:

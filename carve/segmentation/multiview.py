@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from carve.grid import VoxelGrid
-from carve.hull import EmptyHullWarning, border_views, carve, robust_carve
+from carve.hull import EmptyHullWarning, carve, outside_per_view, robust_carve
 from carve.hull.agreement import SLACK_CAP_PX, VIEW_SHARE
 from carve.hull.checks import camera_matrices, check_image_size
 from carve.hull.reprojection import reproject
@@ -286,7 +286,7 @@ def _check_options(vote_share, max_iterations, change, grabcut_iterations) -> No
 
 def _outside(masks) -> list[str]:
     """"keep" for views whose mask leaves the frame (carving them there would cut the object)."""
-    return ["keep" if b else "carve" for b in border_views(np.stack(masks))]
+    return outside_per_view(np.stack(masks))
 
 
 def _evidence(masks, lenient):
