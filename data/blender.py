@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -40,6 +41,8 @@ from data.frames import orient_poses, transform_bounds
 from data.images import IMAGE_EXTENSIONS, find_image, read_image_alpha, write_image
 from data.masks import dataset_masks, read_masks
 from data.multiview import MultiView
+from data.paths import inside
+from data.text import finite_cameras
 from geometry import Camera
 
 NAME = "blender"
@@ -81,11 +84,76 @@ def _frame_lines(text: str) -> list[int]:
     return [text.count("\n", 0, m.start()) + 1 for m in re.finditer(r'"file_path"\s*:', text)]
 
 
+def _float(v) -> float | None:
+    """``v`` as a float if it is a JSON number (not a bool), else None; an int past float range is inf."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        return float(v)
+    except OverflowError:  # a JSON integer of 400 digits
+        return math.inf
+
+
+def _finite(v) -> float | None:
+    """``v`` as a finite float if it is a JSON number (not a bool), else None."""
+    x = _float(v)
+    return x if x is not None and math.isfinite(x) else None
+
+
 def _number(d: dict, key: str, f: Path, line):
-    v = d[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise FormatError(f, f"{key} must be a finite number, got {v!r}", line)
-    return float(v)
+    x = _finite(d[key])
+    if x is None:
+        raise FormatError(f, f"{key} must be a finite number, got {_short(d[key])}", line)
+    return x
+
+
+def _size(value, key: str, f: Path, line) -> int:
+    """An image size in pixels from the json: a positive whole number (``32`` or ``32.0``)."""
+    x = _finite(value)
+    if x is None or x != int(x) or x < 1:
+        raise FormatError(f, f"{key} must be a positive whole number of pixels, got {_short(value)}", line)
+    return int(x)
+
+
+def _matrix(value, shapes, what: str, f: Path, line) -> np.ndarray:
+    """A JSON list of lists of finite numbers of one of ``shapes``, as float64; FormatError otherwise."""
+    want = " or ".join(f"{a}x{b}" for a, b in shapes)
+    rows = value if isinstance(value, list) and all(isinstance(r, list) for r in value) else None
+    nums = None if rows is None else [[_float(v) for v in r] for r in rows]
+    if nums is None or any(v is None for r in nums for v in r):
+        raise FormatError(f, f"{what} must be a {want} matrix (a list of lists of numbers), got {_short(value)}", line)
+    if not nums or len({len(r) for r in nums}) != 1 or (len(nums), len(nums[0])) not in shapes:
+        raise FormatError(f, f"{what} must be a {want} matrix, got {len(nums)} rows of "
+                             f"{'/'.join(str(n) for n in sorted({len(r) for r in nums})) or 'no'} numbers", line)
+    arr = np.array(nums, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise FormatError(f, f"{what} contains NaN or inf", line)
+    return arr
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _read_json(f: Path):
+    """The parsed json file ``f``; FormatError (with the line where known) for anything that is not JSON."""
+    if not f.is_file():
+        raise FormatError(f, "file is missing")
+    blob = f.read_bytes()
+    try:
+        text = blob.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise FormatError(f, f"is not UTF-8 text (byte {err.start}); expected a transforms json",
+                          blob.count(b"\n", 0, err.start) + 1) from None
+    try:
+        return text, json.loads(text)
+    except json.JSONDecodeError as err:
+        raise FormatError(f, f"is not valid JSON: {err.msg}", err.lineno) from None
+    except RecursionError:  # json.loads recurses once per nested [ or {
+        raise FormatError(f, "nests lists or objects too deeply to be a transforms json") from None
+    except ValueError as err:  # e.g. an integer past Python's 4300-digit limit
+        raise FormatError(f, f"is not valid JSON: {err}") from None
 
 
 def _intrinsics(d: dict, top: dict, width: int, height: int, f: Path, text: str, line):
@@ -119,7 +187,7 @@ def _intrinsics(d: dict, top: dict, width: int, height: int, f: Path, text: str,
 
 
 def load(path, *, split: str = "all", background=None, silhouettes=True, mask_path: bool = True,
-         mask_object: str | None = None) -> MultiView:
+         mask_object: str | None = None, allow_outside: bool = False) -> MultiView:
     """Read NeRF/Blender ``transforms*.json``.
 
     Args:
@@ -130,12 +198,18 @@ def load(path, *, split: str = "all", background=None, silhouettes=True, mask_pa
         silhouettes: True reads masks (see below); False reads none; or a mask folder to read.
         mask_path: read the frames' ``mask_path`` (nerfstudio) when they have one.
         mask_object: "bright" or "dark" when the masks' border cannot tell which is the object.
+        allow_outside: accept ``file_path`` / ``mask_path`` names that leave the json's folder
+            (absolute, or ``../``); refused by default (see :mod:`data.paths`).
 
     Masks come from, in this order: every frame's ``mask_path`` (nerfstudio: non-zero is the object
     unless the border says otherwise); a mask folder (``silhouettes/``, ``masks/``, ``mask/``,
     ``sil/``) beside the json, matched by the ``file_path`` names; the images' alpha (at least half
     covered, alpha >= 128). Frames whose image files are all missing while masks are given make a
     dataset of masks alone (``images=None``).
+
+    Raises:
+        FormatError: malformed json (wrong types, non-finite numbers, bad nesting, not UTF-8), a name
+            outside the folder, a missing or undecodable image, sizes that do not agree.
     """
     path = Path(path)
     files = _files(path, split)
@@ -144,18 +218,15 @@ def load(path, *, split: str = "all", background=None, silhouettes=True, mask_pa
     frames, names = [], []  # (json file, its text, meta, frame, index, line, 4x4, image file or None)
     bounds = None
     for f in files:
-        text = f.read_text(encoding="utf-8")
-        try:
-            meta = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise FormatError(f, f"is not valid JSON: {err.msg}", err.lineno) from None
+        text, meta = _read_json(f)
         if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
             raise FormatError(f, "expected an object with a 'frames' list")
         if "bounds" in meta:
-            b = np.asarray(meta["bounds"], dtype=np.float64) if _is_numeric(meta["bounds"]) else None
-            if b is None or b.shape != (2, 3) or not np.isfinite(b).all() or not (b[0] < b[1]).all():
-                raise FormatError(f, f"bounds must be [[lo_x, lo_y, lo_z], [hi_x, hi_y, hi_z]] with lo < hi, "
-                                     f"got {meta['bounds']!r}", _line_of(text, '"bounds"'))
+            b = _matrix(meta["bounds"], [(2, 3)], "bounds ([[lo_x, lo_y, lo_z], [hi_x, hi_y, hi_z]])", f,
+                        _line_of(text, '"bounds"'))
+            if not (b[0] < b[1]).all():
+                raise FormatError(f, f"bounds must have lo < hi on every axis, got {meta['bounds']!r}",
+                                  _line_of(text, '"bounds"'))
             bounds = b
         lines = _frame_lines(text)
         if not meta["frames"]:
@@ -164,22 +235,17 @@ def load(path, *, split: str = "all", background=None, silhouettes=True, mask_pa
             line = lines[i] if i < len(lines) else _line_of(text, '"frames"')
             if not isinstance(fr, dict) or "file_path" not in fr or "transform_matrix" not in fr:
                 raise FormatError(f, f"frame {i} needs 'file_path' and 'transform_matrix'", line)
-            M = fr["transform_matrix"]
-            if not _is_numeric(M) or np.asarray(M, dtype=np.float64).shape not in ((4, 4), (3, 4)):
-                raise FormatError(f, f"frame {i}: transform_matrix must be a 4x4 matrix of numbers", line)
-            M = np.asarray(M, dtype=np.float64)
-            if not np.isfinite(M).all():
-                raise FormatError(f, f"frame {i}: transform_matrix contains NaN or inf", line)
-            rel = str(fr["file_path"]).removeprefix("./")
+            M = _matrix(fr["transform_matrix"], [(4, 4), (3, 4)], f"frame {i}: transform_matrix", f, line)
+            rel = _relative(f, fr["file_path"], allow_outside, line)
             frames.append((f, text, meta, fr, i, line, M, find_image(f.parent, rel)))
             names.append(Path(rel).with_suffix("").as_posix() if Path(rel).suffix.lower() in IMAGE_EXTENSIONS
-                         else rel)
-    masks = _masks(frames, names, path if path.is_dir() else path.parent, silhouettes, mask_path, mask_object)
+                         else Path(rel).as_posix())
+    masks = _masks(frames, names, path if path.is_dir() else path.parent, silhouettes, mask_path, mask_object,
+                   allow_outside)
     if masks is None or any(fr[7] is not None for fr in frames):
         for f, _, _, fr, _, line, _, img in frames:  # every frame needs its image: name the first missing
             if img is None:
-                rel = str(fr["file_path"]).removeprefix("./")
-                find_image(f.parent, rel, required_for=(f, line))
+                find_image(f.parent, _relative(f, fr["file_path"], allow_outside, line), required_for=(f, line))
     K, c2w, images, sils = [], [], [], []
     size = None
     for k_view, (f, text, meta, fr, i, line, M, img_path) in enumerate(frames):
@@ -194,7 +260,7 @@ def load(path, *, split: str = "all", background=None, silhouettes=True, mask_pa
         h, w = rgb.shape[:2] if rgb is not None else m.shape
         for key, actual in (("w", w), ("h", h)):
             want = fr.get(key, meta.get(key))
-            if want is not None and int(want) != actual:
+            if want is not None and _size(want, key, f, line if key in fr else _line_of(text, f'"{key}"')) != actual:
                 raise FormatError(f, f"frame {i}: {key}={want} but {what} is {w}x{h}", line)
         k, dist = _intrinsics(fr, meta, w, h, f, text, line)
         if alpha is not None and background is not None:
@@ -220,6 +286,7 @@ def load(path, *, split: str = "all", background=None, silhouettes=True, mask_pa
         cameras = Camera.from_c2w(c2w_world, np.stack(K), *size, convention="opengl")
     except ValueError as err:
         raise FormatError(files[0], f"camera poses are not valid ({err})") from None
+    finite_cameras(cameras, [(fr[0], fr[5]) for fr in frames])
     if all(m is not None for m in sils):
         if masks is None and all(m.all() for m in sils):
             sils = None  # every image fully opaque: its alpha says nothing about the object
@@ -234,7 +301,15 @@ def load(path, *, split: str = "all", background=None, silhouettes=True, mask_pa
                      world_from_dataset=frame)
 
 
-def _masks(frames, names, root: Path, silhouettes, mask_path: bool, mask_object):
+def _relative(f: Path, name, allow_outside: bool, line) -> str:
+    """A frame's ``file_path`` / ``mask_path`` relative to the json's folder, checked to stay inside it."""
+    if isinstance(name, str):
+        name = name.removeprefix("./")
+    inside(f.parent, name, allow_outside=allow_outside, where=f, line=line)  # raises for a name that leaves it
+    return Path(os.path.normpath(name)).as_posix()
+
+
+def _masks(frames, names, root: Path, silhouettes, mask_path: bool, mask_object, allow_outside: bool):
     """The masks of the frames from ``mask_path`` or a mask folder, at their files' size; None if neither."""
     if silhouettes is False or silhouettes is None:
         return None
@@ -244,18 +319,10 @@ def _masks(frames, names, root: Path, silhouettes, mask_path: bool, mask_object)
             f, _, _, fr, i, line, _, _ = next(fr for fr in frames if "mask_path" not in fr[3])
             raise FormatError(f, f"frame {i} has no mask_path while {len(with_path)} other frames have one; "
                                  f"give every frame its mask", line)
-        files = [find_image(f.parent, str(fr["mask_path"]).removeprefix("./"), required_for=(f, line))
+        files = [find_image(f.parent, _relative(f, fr["mask_path"], allow_outside, line), required_for=(f, line))
                  for f, _, _, fr, _, line, _, _ in frames]
         return read_masks(files, frames[0][0], convention="nonzero", mask_object=mask_object, names=names)
     return dataset_masks([root], names, silhouettes=silhouettes, mask_object=mask_object)[0]
-
-
-def _is_numeric(x) -> bool:
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        return False
-    return arr.dtype == np.float64
 
 
 def save(mv: MultiView, path: Path) -> None:

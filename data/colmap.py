@@ -23,6 +23,7 @@ Conventions converted on the way in:
 """
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -33,7 +34,8 @@ from data.errors import FormatError
 from data.images import read_image
 from data.masks import dataset_masks
 from data.multiview import MultiView
-from data.text import parse_numbers, read_lines
+from data.paths import inside
+from data.text import finite_cameras, parse_numbers, read_lines
 from geometry import Camera
 from geometry.conventions import COLMAP_PIXEL_OFFSET
 
@@ -100,6 +102,16 @@ def _check_model(model, nparams, path, line):
         raise FormatError(path, f"camera model {model} takes {need} parameters, got {nparams}", line)
 
 
+def _check_camera(model, width, height, params, path, line, what=""):
+    """Size and focal lengths a camera must have: positive (COLMAP's own reader assumes it)."""
+    if width <= 0 or height <= 0:
+        raise FormatError(path, f"{what}image size must be positive, got {width}x{height}", line)
+    focal = params[:1] if model in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL") else params[:2]
+    if not (np.asarray(focal) > 0).all():
+        raise FormatError(path, f"{what}focal length must be positive, got {', '.join(f'{v:g}' for v in focal)}",
+                          line)
+
+
 def read_cameras_text(path):
     """{camera_id: (model, width, height, params (n,), line)} from a cameras.txt."""
     path = Path(path)
@@ -117,11 +129,10 @@ def read_cameras_text(path):
                                     f"{tokens[0]!r}, {tokens[2]!r}, {tokens[3]!r}", lineno) from None
         model = tokens[1].upper()
         _check_model(model, len(tokens) - 4, path, lineno)
-        if width <= 0 or height <= 0:
-            raise FormatError(path, f"image size must be positive, got {width}x{height}", lineno)
         if cid in cams:
             raise FormatError(path, f"camera id {cid} is defined twice (first on line {cams[cid][4]})", lineno)
         params = parse_numbers(tokens[4:], path, lineno, what=f"{model} parameters")
+        _check_camera(model, width, height, params, path, lineno)
         cams[cid] = (model, width, height, params, lineno)
     if not cams:
         raise FormatError(path, "defines no cameras")
@@ -129,8 +140,15 @@ def read_cameras_text(path):
 
 
 def quaternion_to_rotation(q) -> np.ndarray:
-    """Rotation matrix of a unit quaternion (qw, qx, qy, qz) (COLMAP's and Eigen's order)."""
-    w, x, y, z = np.asarray(q, np.float64) / np.linalg.norm(q)
+    """Rotation matrix of a quaternion (qw, qx, qy, qz) (COLMAP's and Eigen's order), normalised here.
+
+    Example:
+        >>> bool(np.allclose(quaternion_to_rotation([1e200, 1e200, 0, 0]), [[1, 0, 0], [0, 0, -1], [0, 1, 0]]))
+        True
+    """
+    q = np.asarray(q, np.float64)
+    q = q / np.abs(q).max()  # first to 1 at most, so that the norm neither overflows nor underflows
+    w, x, y, z = q / np.linalg.norm(q)
     return np.array([
         [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
         [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
@@ -159,7 +177,7 @@ def read_images_text(path):
             raise FormatError(path, f"IMAGE_ID and CAMERA_ID must be integers, got {tokens[0]!r} and {tokens[8]!r}",
                               lineno) from None
         v = parse_numbers(tokens[1:8], path, lineno, what="pose numbers (QW QX QY QZ TX TY TZ)")
-        if np.linalg.norm(v[:4]) < 1e-12:
+        if np.abs(v[:4]).max() < 1e-12:  # max, not the norm: that overflows for 1e200
             raise FormatError(path, "the quaternion QW QX QY QZ is zero", lineno)
         name = " ".join(tokens[9:])  # names may contain spaces
         out.append((iid, v[:4], v[4:7], cid, name, lineno))
@@ -231,6 +249,9 @@ def read_cameras_binary(path):
         _check_model(model, nparams, r.path, None)
         if not np.isfinite(params).all():
             raise FormatError(r.path, f"{what}: parameters contain NaN or inf")
+        _check_camera(model, width, height, params, r.path, None, f"{what}: ")
+        if cid in cams:
+            raise FormatError(r.path, f"{what}: camera id {cid} is defined twice")
         cams[cid] = (model, int(width), int(height), params, None)
     if r.pos != len(r.data):
         raise FormatError(r.path, f"{len(r.data) - r.pos} bytes left after {n} camera records; the count is wrong")
@@ -254,7 +275,7 @@ def read_images_binary(path):
         r.pos += nbytes
         if not (np.isfinite(q).all() and np.isfinite(t).all()):
             raise FormatError(r.path, f"{what} ({name}): pose contains NaN or inf")
-        if np.linalg.norm(q) < 1e-12:
+        if np.abs(q).max() < 1e-12:
             raise FormatError(r.path, f"{what} ({name}): the quaternion is zero")
         out.append((iid, q, t, cid, name, None))
     if r.pos != len(r.data):
@@ -280,7 +301,7 @@ def _image_dir(model_dir: Path, images):
 
 
 def load(path, *, images=None, undistort_images: bool = True, silhouettes=True,
-         mask_object: str | None = None) -> MultiView:
+         mask_object: str | None = None, allow_outside: bool = False) -> MultiView:
     """Read a COLMAP sparse model, its images and its masks.
 
     Args:
@@ -293,8 +314,14 @@ def load(path, *, images=None, undistort_images: bool = True, silhouettes=True,
             folder (a dataset of masks alone: ``images=None`` in the result); False reads none; or
             the mask folder itself. Masks match images.txt names by stem (see :mod:`data.masks`).
         mask_object: "bright" or "dark" when the masks' border cannot tell which is the object.
+        allow_outside: accept image names that leave the image folder (absolute, or ``../``);
+            refused by default (see :mod:`data.paths`).
 
     Views are ordered by image name.
+
+    Raises:
+        FormatError: a malformed or truncated model file (named, with the line for text files), an
+            image name outside the image folder, a missing or undecodable image, sizes that disagree.
     """
     path = Path(path)
     model_dir, ext = _model_dir(path)
@@ -306,8 +333,12 @@ def load(path, *, images=None, undistort_images: bool = True, silhouettes=True,
         cams, recs = read_cameras_text(cam_file), read_images_text(img_file)
     else:
         cams, recs = read_cameras_binary(cam_file), read_images_binary(img_file)
-    recs = sorted(recs, key=lambda r: r[4])
     folder = _image_dir(model_dir, images)
+    root = folder if folder is not None else model_dir
+    for k, (iid, q, t, cid, name, line) in enumerate(recs):  # names from the file must stay in the folder
+        inside(root, name, allow_outside=allow_outside, where=img_file, line=line)
+        recs[k] = (iid, q, t, cid, Path(os.path.normpath(name)).as_posix(), line)
+    recs = sorted(recs, key=lambda r: r[4])
     names = [Path(r[4]).with_suffix("").as_posix() for r in recs]
     places = [folder.parent] if folder is not None else [model_dir, *list(model_dir.parents)[:3]]
     masks, mask_dir = dataset_masks(places, names, file_names=[r[4] for r in recs], silhouettes=silhouettes,
@@ -363,5 +394,6 @@ def load(path, *, images=None, undistort_images: bool = True, silhouettes=True,
         cameras = Camera(np.stack(K), np.stack(R), np.stack(T), *size)
     except ValueError as err:
         raise FormatError(cam_file, f"cameras are not valid ({err})") from None
+    finite_cameras(cameras, [(img_file, r[5]) for r in recs])
     return MultiView(imgs if folder is not None else None, cameras, sils if masks is not None else None, None,
                      names, format=NAME, path=path)

@@ -17,6 +17,7 @@ masks and no images the result has ``images=None``.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,8 @@ from data.errors import FormatError
 from data.images import find_image, read_views
 from data.masks import dataset_masks, find_mask_folder
 from data.multiview import MultiView
-from data.text import parse_numbers, read_lines
+from data.paths import inside
+from data.text import finite_cameras, parse_numbers, read_lines
 from geometry import Camera
 
 NAME = "middlebury"
@@ -61,9 +63,12 @@ def read_par(path):
     if not lines:
         raise FormatError(path, "file is empty; expected a count line then one line per image")
     n0, head = lines[0]
-    if len(head) != 1 or not head[0].isdigit():
+    try:
+        count = int(head[0]) if len(head) == 1 and _is_count(head[0]) else None
+    except ValueError:  # past Python's 4300-digit limit: no count of images either
+        count = None
+    if count is None:
         raise FormatError(path, f"first line must be the number of images, got {' '.join(head)[:40]!r}", n0)
-    count = int(head[0])
     rows = lines[1:]
     if len(rows) != count:
         raise FormatError(path, f"the count line says {count} images, the file lists {len(rows)}", n0)
@@ -81,12 +86,22 @@ def read_par(path):
     return names, np.stack(K), np.stack(R), np.stack(T), where
 
 
+def _is_count(token: str) -> bool:
+    """Whether ``token`` is a plain count: ASCII digits only (``str.isdigit`` also takes ``³``, which int() refuses).
+
+    Example:
+        >>> _is_count("36"), _is_count("³"), _is_count("-1")
+        (True, False, False)
+    """
+    return token.isascii() and token.isdigit()
+
+
 def _read_good(path: Path, names: list[str]) -> np.ndarray:
     stems = {Path(n).stem: i for i, n in enumerate(names)}
     full = {n: i for i, n in enumerate(names)}
     flags = np.zeros(len(names), bool)
     lines = [(n, t.split()) for n, t in enumerate(read_lines(path), start=1) if t.split()]
-    if lines and len(lines[0][1]) == 1 and lines[0][1][0].isdigit() and lines[0][1][0] not in stems:
+    if lines and len(lines[0][1]) == 1 and _is_count(lines[0][1][0]) and lines[0][1][0] not in stems:
         lines = lines[1:]  # a leading count line
     for lineno, tokens in lines:
         for tok in tokens:
@@ -97,7 +112,8 @@ def _read_good(path: Path, names: list[str]) -> np.ndarray:
     return flags
 
 
-def load(path, *, name: str | None = None, silhouettes=True, mask_object: str | None = None) -> MultiView:
+def load(path, *, name: str | None = None, silhouettes=True, mask_object: str | None = None,
+         allow_outside: bool = False) -> MultiView:
     """Read a Middlebury multi-view folder (or its ``_par.txt`` file).
 
     Args:
@@ -107,10 +123,19 @@ def load(path, *, name: str | None = None, silhouettes=True, mask_object: str | 
             ``mask/``, ``sil/``, matched by image stem; with none of the images present, a dataset
             of masks alone); False reads none; or the mask folder itself.
         mask_object: "bright" or "dark" when the masks' border cannot tell which is the object.
+        allow_outside: accept image names that leave the ``_par.txt``'s folder (absolute, or
+            ``../``); refused by default (see :mod:`data.paths`).
+
+    Raises:
+        FormatError: a malformed ``_par.txt`` (file and line named), an image name outside the
+            folder, a missing or undecodable image, a camera that is not valid.
     """
     par = _par_file(Path(path), name)
     folder = par.parent
     names, K, R, T, where = read_par(par)
+    for k, ln in enumerate(where):  # names from the file must stay in its folder
+        inside(folder, names[k], allow_outside=allow_outside, where=par, line=ln)
+        names[k] = Path(os.path.normpath(names[k])).as_posix()
     stems = [Path(n).stem for n in names]
     found = [find_image(folder, n) for n in names]
     has_masks = silhouettes not in (False, None) and (silhouettes is not True or find_mask_folder([folder]))
@@ -126,7 +151,7 @@ def load(path, *, name: str | None = None, silhouettes=True, mask_object: str | 
             Camera(K[i], R[i], T[i])
         except ValueError as err:
             raise FormatError(par, str(err), ln) from None
-    cameras = Camera(K, R, T, w, h)
+    cameras = finite_cameras(Camera(K, R, T, w, h), [(par, ln) for ln in where])
     stem = par.name[: -len("_par.txt")]
     flags = {}
     good = folder / f"{stem}_good_silhouette_images.txt"

@@ -25,26 +25,28 @@ from pathlib import Path
 import numpy as np
 
 from data.errors import FormatError
+from data.matfile import read_variable, variable_names
 from data.frames import orient_projections
 from data.images import list_images, read_views
 from data.masks import dataset_masks, find_mask_folder, read_masks
 from data.multiview import MultiView
+from data.text import finite_cameras
 from geometry import Camera
 
 NAME = "oxford"
 DESCRIPTION = "Oxford VGG: a .mat holding P (1xN cell of 3x4 matrices), images in name order"
 
 
-def _mat_files_with_p(path: Path):
-    from scipy.io import whosmat
-
+def _mat_files_with_p(path: Path, errors: list | None = None):
+    """The .mat files in ``path`` that hold a variable P; the FormatErrors of unreadable ones go to ``errors``."""
     found = []
     for f in sorted(path.glob("*.mat")):
         try:
-            if any(name == "P" for name, _, _ in whosmat(str(f))):
+            if "P" in variable_names(f):
                 found.append(f)
-        except Exception:  # not a MATLAB file scipy can list (e.g. v7.3 / HDF5): not ours to judge here
-            continue
+        except FormatError as err:  # not a MATLAB file we can list (e.g. v7.3 / HDF5): not ours to judge here
+            if errors is not None:
+                errors.append(err)
     return found
 
 
@@ -57,19 +59,26 @@ def detect(path: Path) -> str | None:
 
 
 def read_projections(mat) -> np.ndarray:
-    """The (N, 3, 4) projection matrices in the variable ``P`` of a .mat file."""
-    from scipy.io import loadmat
+    """The (N, 3, 4) projection matrices in the variable ``P`` of a .mat file.
 
+    Raises:
+        FormatError: not a MAT-file (v4, v5 or v7; v7.3 is HDF5 and named as such), no ``P``, or a
+            ``P`` that is not N 3x4 matrices of finite real numbers.
+    """
     mat = Path(mat)
-    try:
-        data = loadmat(str(mat))
-    except NotImplementedError:
-        raise FormatError(mat, "is a MATLAB v7.3 (HDF5) file; save it with -v7 to read it here") from None
-    except Exception as err:
-        raise FormatError(mat, f"cannot be read as a MATLAB file ({err})") from None
-    if "P" not in data:
+    P = read_variable(mat, "P")
+    if P is None:  # version 4: scipy's reader of it is plain Python
+        from scipy.io import loadmat
+
+        try:
+            data = loadmat(str(mat))
+        except Exception as err:  # noqa: BLE001 - scipy raises many types for a bad file
+            raise FormatError(mat, f"cannot be read as a MATLAB file ({err})") from None
+        P = data.get("P", KeyError("P"))
+    else:
+        data = {name: None for name in variable_names(mat)} if isinstance(P, KeyError) else {"P": P}
+    if isinstance(P, KeyError):
         raise FormatError(mat, f"holds no variable P (it holds {sorted(k for k in data if not k.startswith('__'))})")
-    P = data["P"]
     if P.dtype == object:
         cells = P.ravel(order="F")
         if P.ndim != 2 or min(P.shape) != 1:
@@ -77,11 +86,13 @@ def read_projections(mat) -> np.ndarray:
         out = []
         for i, c in enumerate(cells):
             c = np.asarray(c)
-            if c.shape != (3, 4) or not np.issubdtype(c.dtype, np.number):
+            if c.shape != (3, 4) or not _is_real(c):
                 raise FormatError(mat, f"P{{{i + 1}}} must be a 3x4 numeric matrix, got shape {c.shape} "
                                        f"dtype {c.dtype}")
             out.append(c.astype(np.float64))
         P = np.stack(out) if out else np.zeros((0, 3, 4))
+    elif not _is_real(P):
+        raise FormatError(mat, f"P must hold real numbers, got dtype {P.dtype}")
     elif P.ndim == 3 and P.shape[1:] == (3, 4):
         P = P.astype(np.float64)
     elif P.ndim == 3 and P.shape[:2] == (3, 4):
@@ -98,8 +109,13 @@ def read_projections(mat) -> np.ndarray:
     return P
 
 
+def _is_real(a: np.ndarray) -> bool:
+    """Whether ``a`` holds real numbers (MATLAB doubles, singles or integers; not complex, text or logical)."""
+    return np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)
+
+
 def load(path, *, mat: str | None = None, pixel_origin: int = 0, silhouettes=True,
-         mask_object: str | None = None) -> MultiView:
+         mask_object: str | None = None, allow_outside: bool = False) -> MultiView:
     """Read an Oxford VGG folder.
 
     Args:
@@ -110,6 +126,12 @@ def load(path, *, mat: str | None = None, pixel_origin: int = 0, silhouettes=Tru
             ``mask/``, ``sil/``; matched by stem, or, with no images, paired with P in name order
             as the images are: a dataset of masks alone); False reads none; or the mask folder.
         mask_object: "bright" or "dark" when the masks' border cannot tell which is the object.
+        allow_outside: accepted as by every loader; this layout names no files (images pair with P
+            by name order), so nothing can leave the folder.
+
+    Raises:
+        FormatError: an unreadable .mat or a malformed ``P`` (file named), too few images, a
+            missing or undecodable image, a matrix that is not a valid camera.
     """
     path = Path(path)
     if path.is_file():
@@ -119,7 +141,10 @@ def load(path, *, mat: str | None = None, pixel_origin: int = 0, silhouettes=Tru
         if mat is not None:
             mat_file = folder / mat
         else:
-            found = _mat_files_with_p(folder)
+            errors = []
+            found = _mat_files_with_p(folder, errors)
+            if not found and errors:
+                raise errors[0]  # the reason the one that should hold P cannot be read
             if not found:
                 raise FormatError(folder, "holds no .mat file with a variable P")
             if len(found) > 1:
@@ -166,5 +191,5 @@ def load(path, *, mat: str | None = None, pixel_origin: int = 0, silhouettes=Tru
         P_world, frame = orient_projections(P, w, h, names)
     except ValueError as err:
         raise FormatError(mat_file, str(err)) from None
-    cameras = Camera.from_projection(P_world, w, h, orient=False)
+    cameras = finite_cameras(Camera.from_projection(P_world, w, h, orient=False), mat_file)
     return MultiView(images, cameras, masks, None, names, format=NAME, path=folder, world_from_dataset=frame)

@@ -26,7 +26,7 @@ from data.frames import orient_projections, to_dataset_projections, transform_bo
 from data.images import find_image, read_views, write_image
 from data.masks import MASK_FOLDERS, dataset_masks, find_mask_folder
 from data.multiview import MultiView
-from data.text import parse_numbers, read_lines
+from data.text import finite_cameras, parse_numbers, read_lines
 from geometry import Camera
 
 NAME = "tum"
@@ -75,7 +75,7 @@ def _read_bounds(path: Path):
     return np.stack([lo, hi])
 
 
-def load(path, *, silhouettes=True, mask_object: str | None = None) -> MultiView:
+def load(path, *, silhouettes=True, mask_object: str | None = None, allow_outside: bool = False) -> MultiView:
     """Read a TUM/Bonn folder.
 
     Args:
@@ -84,6 +84,12 @@ def load(path, *, silhouettes=True, mask_object: str | None = None) -> MultiView
         silhouettes: read the mask folder when present (True), not (False), or the mask folder itself.
         mask_object: "bright" or "dark": which value of the masks is the object, when neither the
             convention nor the border rule can tell (see :mod:`data.masks`).
+        allow_outside: accepted as by every loader; this layout names no files (views are the
+            ``calib/`` file names), so nothing can leave the folder.
+
+    Raises:
+        FormatError: a malformed calibration or ``bounds.txt`` (file and line named), a missing or
+            undecodable image, a matrix that is not a valid camera.
     """
     path = Path(path)
     calibs = sorted((path / "calib").glob("*.txt"))
@@ -109,6 +115,7 @@ def load(path, *, silhouettes=True, mask_object: str | None = None) -> MultiView
         if bad is None:
             raise FormatError(path / "calib", str(err)) from None
         raise FormatError(calibs[bad], f"P is not a valid finite camera ({err})") from None
+    finite_cameras(cameras, calibs)
     bounds = _read_bounds(path)
     bounds = None if bounds is None else transform_bounds(bounds, frame)
     return MultiView(images, cameras, masks, bounds, names, format=NAME, path=path, world_from_dataset=frame)

@@ -4,6 +4,7 @@ malformed input checked to fail naming the file and line."""
 from __future__ import annotations
 
 import json
+import shutil
 import struct
 import warnings
 
@@ -443,3 +444,271 @@ def test_multiview_validates_and_subsets(source):
     with pytest.raises(IndexError):
         source[7]
     assert "5 views, 64x48" in repr(source)
+
+
+# ------------------------------------------------------------------ names that leave the dataset
+
+
+def _outside_image(source, tmp_path):
+    """An image beside the dataset folders (``tmp_path/outside.png``): there, but not theirs to read."""
+    write_image(tmp_path / "outside.png", source.images[0], alpha=np.where(source.silhouettes[0], 255, 0))
+    return tmp_path / "outside.png"
+
+
+@pytest.mark.parametrize("name", ["../outside.png", "train/../../outside.png", "ABSOLUTE"])
+def test_blender_refuses_file_paths_outside_its_folder(source, tmp_path, name):
+    outside = _outside_image(source, tmp_path)
+    write_blender(source, tmp_path / "nerf")
+    f = tmp_path / "nerf" / "transforms_train.json"
+    meta = json.loads(f.read_text())
+    meta["frames"][2]["file_path"] = str(outside) if name == "ABSOLUTE" else name
+    f.write_text(json.dumps(meta, indent=2))
+    line = f.read_text()[: f.read_text().index("outside.png")].count("\n") + 1
+    err = _expect("transforms_train.json", line, "outside the dataset folder",
+                  lambda: data.load(tmp_path / "nerf", verbose=False))
+    assert "outside.png" in str(err) and "allow_outside=True" in str(err) and "--allow-outside-paths" in str(err)
+    mv = data.load(tmp_path / "nerf", verbose=False, allow_outside=True)
+    assert (mv.images[2] == source.images[0]).all()
+
+
+def test_blender_refuses_mask_paths_outside_its_folder(source, tmp_path):
+    data.save(source.replace(images=None), tmp_path / "ns", format="blender")  # masks alone, by mask_path
+    f = tmp_path / "ns" / "transforms.json"
+    meta = json.loads(f.read_text())
+    shutil.copy(tmp_path / "ns" / "masks" / "0001.png", tmp_path / "m.png")
+    meta["frames"][1]["mask_path"] = "../m.png"
+    f.write_text(json.dumps(meta, indent=2))
+    with pytest.raises(FormatError, match="names '../m.png', which is outside") as info:
+        data.load(tmp_path / "ns", verbose=False)
+    assert info.value.path == f and info.value.line is not None
+    assert len(data.load(tmp_path / "ns", verbose=False, allow_outside=True)) == 5
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_colmap_refuses_image_names_outside_its_folder(source, tmp_path, binary):
+    root = tmp_path / "proj"
+    sparse = (write_colmap_binary if binary else write_colmap_text)(source, root)
+    _outside_image(source, root)  # proj/outside.png: beside images/, not in it
+    f = sparse / ("images.bin" if binary else "images.txt")
+    f.write_bytes(f.read_bytes().replace(b"view_03.png", b"../outside.png"))
+    err = _expect(f.name, None if binary else 10, "names '../outside.png', which is outside the dataset folder",
+                  lambda: data.load(root, verbose=False))
+    assert str(root / "images") in str(err)
+    mv = data.load(root, verbose=False, allow_outside=True)
+    assert "../outside" in mv.names and (mv.images[0] == source.images[0]).all()  # sorted first
+
+
+def test_middlebury_refuses_image_names_outside_its_folder(source, tmp_path):
+    _outside_image(source, tmp_path)
+    write_middlebury(source, tmp_path / "mb")
+    par = tmp_path / "mb" / "toy_par.txt"
+    par.write_text(par.read_text().replace("toy0001.png", "../outside.png"))
+    _expect("toy_par.txt", 3, "names '../outside.png', which is outside the dataset folder",
+            lambda: data.load(tmp_path / "mb", verbose=False))
+    assert len(data.load(tmp_path / "mb", verbose=False, allow_outside=True)) == 5
+
+
+def test_every_loader_takes_allow_outside(source, tmp_path):
+    write_tum(source, tmp_path / "tum")
+    write_oxford(source, tmp_path / "ox", extra_images=0)
+    for root in (tmp_path / "tum", tmp_path / "ox"):  # layouts that name no files: the option is accepted
+        assert len(data.load(root, verbose=False, allow_outside=True)) == 5
+    with pytest.raises(TypeError, match="allow_outside must be True or False"):
+        data.load(tmp_path / "tum", verbose=False, allow_outside="yes")
+
+
+def test_inside_refuses_what_no_file_system_holds(tmp_path):
+    from data.paths import inside
+
+    for name, match in [("", "names the folder itself"), ("a/..", "names the folder itself"),
+                        ("a\0b", "NUL"), ("x" * 300, "part of 300 bytes"), ("a/" * 2100 + "b", "path of"),
+                        ("\ud800.png", "lone surrogate"), (7, "expected a file name")]:
+        with pytest.raises(FormatError, match=match):
+            inside(tmp_path, name, allow_outside=True, where=tmp_path / "list.txt", line=3)
+    assert inside(tmp_path, "a/./b/../c.png") == tmp_path / "a" / "c.png"
+
+
+# ------------------------------------------------------------ malformed numbers and types, by name
+
+
+def _blender_json(source, tmp_path):
+    write_blender(source, tmp_path / "nerf")
+    f = tmp_path / "nerf" / "transforms_train.json"
+    return f, json.loads(f.read_text())
+
+
+BAD_BLENDER = {
+    "w as text": (lambda m: m["frames"][0].update(w="32px"), "w must be a positive whole number"),
+    "w as a list": (lambda m: m["frames"][0].update(w=[64]), "w must be a positive whole number"),
+    "w as a bool": (lambda m: m["frames"][0].update(w=True), "w must be a positive whole number"),
+    "h of 400 digits": (lambda m: m["frames"][0].update(h=10**400), "h must be a positive whole number"),
+    "fl_x infinite": (lambda m: m["frames"][0].update(fl_x=float("inf")), "fl_x must be a finite number"),
+    "fl_x a list": (lambda m: m["frames"][0].update(fl_x=[70.0]), "fl_x must be a finite number"),
+    "angle a bool": (lambda m: m.update(camera_angle_x=True), "camera_angle_x must be a finite number"),
+    "frames not a list": (lambda m: m.update(frames={"0": m["frames"][0]}), "a 'frames' list"),
+    "a frame not a dict": (lambda m: m["frames"].__setitem__(1, [1, 2]), "frame 1 needs 'file_path'"),
+    "3x3 matrix": (lambda m: m["frames"][0].update(transform_matrix=np.eye(3).tolist()), "must be a 4x4 or 3x4"),
+    "ragged matrix": (lambda m: m["frames"][0]["transform_matrix"][1].pop(), "must be a 4x4 or 3x4"),
+    "text in a matrix": (lambda m: m["frames"][0]["transform_matrix"][0].__setitem__(0, "1"), "list of lists of num"),
+    "bool in a matrix": (lambda m: m["frames"][0]["transform_matrix"][0].__setitem__(0, True), "list of lists of num"),
+    "huge int in a matrix": (lambda m: m["frames"][0]["transform_matrix"][0].__setitem__(3, 10**400), "NaN or inf"),
+    "file_path a number": (lambda m: m["frames"][0].update(file_path=5), "expected a file name"),
+    "bounds as text": (lambda m: m.update(bounds="[[0,0,0],[1,1,1]]"), "bounds"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_BLENDER))
+def test_blender_wrong_types_are_format_errors(source, tmp_path, case):
+    f, meta = _blender_json(source, tmp_path)
+    change, match = BAD_BLENDER[case]
+    change(meta)
+    f.write_text(json.dumps(meta, indent=2))
+    with pytest.raises(FormatError, match=match) as info:
+        data.load(tmp_path / "nerf", verbose=False)
+    assert info.value.path == f
+
+
+def test_blender_text_that_json_cannot_take(source, tmp_path):
+    f, meta = _blender_json(source, tmp_path)
+    text = json.dumps(meta, indent=2)
+    f.write_text(text.replace('"rotation": 0.1', '"rotation": 1e999'))  # inf: only where a number is used
+    assert len(data.load(tmp_path / "nerf", verbose=False)) == 5
+    f.write_text(text.replace(f'"fl_x": {meta["frames"][0]["fl_x"]}', '"fl_x": 1e999', 1))
+    _expect(f.name, text[: text.index('"file_path"')].count("\n") + 1, "fl_x must be a finite number",
+            lambda: data.load(tmp_path / "nerf", verbose=False))  # the line of its frame
+    f.write_bytes(text.encode()[:100] + b"\xff\xfe" + text.encode()[100:])
+    _expect(f.name, text[:100].count("\n") + 1, "not UTF-8", lambda: data.load(tmp_path / "nerf", verbose=False))
+    f.write_text("[" * 100_000 + "]" * 100_000)
+    _expect(f.name, None, "nests lists or objects too deeply", lambda: data.load(tmp_path / "nerf", verbose=False))
+    f.write_text('{"w": ' + "9" * 5000 + ', "frames": []}')
+    _expect(f.name, None, "not valid JSON", lambda: data.load(tmp_path / "nerf", verbose=False))
+
+
+def test_colmap_sizes_and_focal_lengths_must_be_positive(source, tmp_path):
+    sparse = write_colmap_binary(source, tmp_path / "p")
+    blob = (sparse / "cameras.bin").read_bytes()
+    record = 8 + struct.calcsize("<iiQQ4d")  # the count, then camera 1; camera 2's height is at + 16
+    (sparse / "cameras.bin").write_bytes(blob[:record + 16] + struct.pack("<Q", 0) + blob[record + 24:])
+    _expect("cameras.bin", None, "camera record 2 of 5: image size must be positive, got 64x0",
+            lambda: data.load(tmp_path / "p", verbose=False))
+    (sparse / "cameras.bin").write_bytes(blob[:record + 24] + struct.pack("<d", 0.0) + blob[record + 32:])
+    _expect("cameras.bin", None, "focal length must be positive", lambda: data.load(tmp_path / "p", verbose=False))
+    (sparse / "cameras.bin").write_bytes(blob[:record] + blob[8:8 + record - 8] + blob[2 * record - 8:])
+    _expect("cameras.bin", None, "camera id 1 is defined twice", lambda: data.load(tmp_path / "p", verbose=False))
+    sparse = write_colmap_text(source, tmp_path / "t")
+    cams = (sparse / "cameras.txt").read_text().splitlines()
+    cams[2] = " ".join(cams[2].split()[:4] + ["-70"] + cams[2].split()[5:])
+    (sparse / "cameras.txt").write_text("\n".join(cams) + "\n")
+    _expect("cameras.txt", 3, "focal length must be positive, got -70",
+            lambda: data.load(tmp_path / "t", verbose=False))
+
+
+def test_colmap_quaternions_of_any_scale(source, tmp_path):
+    """A quaternion is normalised without overflow (1e200 squared is inf); zero is refused, also in binary."""
+    sparse = write_colmap_text(source, tmp_path / "t")
+    lines = (sparse / "images.txt").read_text().splitlines()
+    tok = lines[5].split()
+    lines[5] = " ".join([tok[0], *(f"{float(v) * 1e200:.17g}" for v in tok[1:5]), *tok[5:]])
+    (sparse / "images.txt").write_text("\n".join(lines) + "\n")
+    assert_same_cameras(data.load(tmp_path / "t", verbose=False).cameras, source.cameras)
+    sparse = write_colmap_binary(source, tmp_path / "b")
+    blob = (sparse / "images.bin").read_bytes()
+    (sparse / "images.bin").write_bytes(blob[:12] + struct.pack("<4d", 0, 0, 0, 0) + blob[44:])
+    _expect("images.bin", None, r"image record 1 of 5 \(view_00.png\): the quaternion is zero",
+            lambda: data.load(tmp_path / "b", verbose=False))
+
+
+def test_overflowing_cameras_are_refused_by_file(source, tmp_path):
+    """Finite numbers whose K [R|T] overflows: the loader names the file, not a later inf."""
+    sparse = write_colmap_text(source, tmp_path / "t")
+    cams = (sparse / "cameras.txt").read_text().splitlines()
+    cams[3] = " ".join(cams[3].split()[:6] + ["-1e308"] + cams[3].split()[7:])
+    (sparse / "cameras.txt").write_text("\n".join(cams) + "\n")
+    _expect("images.txt", 6, "the camera of view 2 overflows", lambda: data.load(tmp_path / "t", verbose=False))
+
+
+def test_middlebury_count_must_be_ascii_digits(source, tmp_path):
+    write_middlebury(source, tmp_path / "mb")
+    par = tmp_path / "mb" / "toy_par.txt"
+    lines = par.read_text().splitlines()
+    for count in ("\u00b3", "\u0665", "5" * 5000, "-5", "5.0"):  # ³ and ٥ pass str.isdigit, int() fails on ³
+        par.write_text("\n".join([count] + lines[1:]) + "\n", encoding="utf-8")
+        _expect("toy_par.txt", 1, "first line must be the number of images",
+                lambda: data.load(tmp_path / "mb", verbose=False))
+
+
+# ------------------------------------------------------------------------------ MAT-files, our reader
+
+
+def _mat_v5(path, P, order):
+    """A MAT-file v5 holding one double array P as MATLAB writes it, in the byte order ``order``."""
+    def element(kind, payload):
+        return struct.pack(order + "II", kind, len(payload)) + payload + b"\0" * (-len(payload) % 8)
+    body = (element(6, struct.pack(order + "II", 6, 0)) + element(5, np.array(P.shape, order + "i4").tobytes())
+            + element(1, b"P") + element(9, P.ravel(order="F").astype(order + "f8").tobytes()))
+    # 116 bytes of text, 8 of subsystem offset, the version 0x0100 and "MI" as 16-bit numbers in that order
+    head = b"MATLAB 5.0 MAT-file, written by a test".ljust(116) + bytes(8) + struct.pack(order + "HH", 0x0100, 0x4D49)
+    path.write_bytes(head + element(14, body))
+
+
+@pytest.mark.parametrize("variant", ["cells", "compressed", "big-endian", "version 4"])
+def test_oxford_reads_mat_files_as_scipy_does(source, tmp_path, variant):
+    from scipy.io import loadmat, savemat
+
+    from data.oxford import read_projections
+
+    write_oxford(source, tmp_path / "ox", extra_images=0)  # cells, P{i} scaled by 2 + i
+    f = tmp_path / "ox" / "toy_Ps.mat"
+    P = source.cameras.P
+    want = P * (2.0 + np.arange(5))[:, None, None]
+    if variant == "big-endian":
+        _mat_v5(f, np.moveaxis(P, 0, 2), ">")
+        assert np.array_equal(np.moveaxis(loadmat(f)["P"], 2, 0), P)  # scipy reads the test's file so
+        want = P
+    elif variant == "compressed":
+        savemat(f, {"note": "text", "P": P.astype(np.float32)}, do_compression=True)
+        want = P.astype(np.float32)
+    elif variant == "version 4":
+        savemat(f, {"P": P[0]}, format="4")
+        want = P[:1]
+    assert np.array_equal(read_projections(f), want)
+    if len(want) == 5:
+        assert_same_cameras(data.load(tmp_path / "ox", format="oxford", verbose=False).cameras, source.cameras,
+                            tol=1e-4 if variant == "compressed" else 1e-6)
+
+
+def test_oxford_mat_files_that_crash_scipy_are_format_errors(source, tmp_path):
+    """An unknown data type in a numeric array made scipy.io.loadmat crash the interpreter."""
+    from scipy.io import savemat
+
+    write_oxford(source, tmp_path / "ox", extra_images=0)
+    f = tmp_path / "ox" / "toy_Ps.mat"
+    blob = f.read_bytes()
+    last = blob.rindex(struct.pack("<II", 9, 96))  # the data element of the last cell: miDOUBLE, 12 numbers
+    f.write_bytes(blob[:last] + struct.pack("<I", 0xAF09) + blob[last + 4:])
+    _expect("toy_Ps.mat", None, "cell 5 of P has data of unknown type 44809",
+            lambda: data.load(tmp_path / "ox", verbose=False, format="oxford"))
+    savemat(f, {"P": source.cameras.P[0] * (1 + 1j)})
+    _expect("toy_Ps.mat", None, "complex", lambda: data.load(tmp_path / "ox", verbose=False, format="oxford"))
+    f.write_bytes(b"MATLAB 5.0 MAT-file" + b" " * 200)
+    _expect("toy_Ps.mat", None, "is not a MAT-file", lambda: data.load(tmp_path / "ox", verbose=False, format="oxford"))
+
+
+def test_oxford_compressed_bomb_stops_at_the_limit(source, tmp_path):
+    """A compressed variable of under 1 MB that inflates to 80 MB is refused once past the 64 MiB limit."""
+    import zlib
+
+    write_oxford(source, tmp_path / "ox", extra_images=0)
+    f = tmp_path / "ox" / "toy_Ps.mat"
+    head = f.read_bytes()[:128]
+    size = 80 << 20
+    flags = struct.pack("<IIII", 6, 8, 6, 0)
+    dims = struct.pack("<II", 5, 8) + struct.pack("<ii", size // 8, 1)
+    body = flags + dims + struct.pack("<HHB3x", 1, 1, ord("P")) + struct.pack("<II", 9, size)
+    inflater = zlib.compressobj(1)
+    blob = inflater.compress(struct.pack("<II", 14, len(body) + size) + body)
+    blob += b"".join(inflater.compress(bytes(1 << 20)) for _ in range(size >> 20)) + inflater.flush()
+    assert len(blob) < (1 << 20)
+    f.write_bytes(head + struct.pack("<II", 15, len(blob)) + blob)
+    assert data.detect(tmp_path / "ox") == ("oxford", "toy_Ps.mat with P")  # the name is read from a prefix
+    _expect("toy_Ps.mat", None, "larger than the 64 MiB", lambda: data.load(tmp_path / "ox", verbose=False))
