@@ -45,10 +45,13 @@ def project(points, camera: Camera, eps: float = DEFAULT_EPS, out=None):
     Returns:
         uv: (B, N, 2) pixel coordinates (u column, v row; top-left pixel centre at (0, 0)), in the
             points' floating dtype; arithmetic is in that precision too (float64 for exact results).
-        depth: (B, N) depth z in each camera frame (0 for homogeneous points with w = 0).
-        valid: (B, N) bool, in front of the camera and, when the camera has a size, inside the image
-            (``-0.5 <= u < W - 0.5`` and ``-0.5 <= v < H - 0.5``). Invalid points get uv = 0, so
-            every coordinate is finite.
+        depth: (B, N) depth z in each camera frame (0 for homogeneous points with w = 0, and where
+            it is not finite).
+        valid: (B, N) bool, in front of the camera (``depth > eps``), finite and, when the camera has
+            a size, inside the image (``-0.5 <= u < W - 0.5`` and ``-0.5 <= v < H - 0.5``). Points
+            at or behind the camera and non-finite ones (NaN or inf coordinates, or finite ones whose
+            arithmetic overflows, such as 1e37 in float32) get uv = 0, so every output is finite;
+            points off the image keep their (finite) uv.
 
     Example:
         >>> import numpy as np
@@ -74,7 +77,8 @@ def project(points, camera: Camera, eps: float = DEFAULT_EPS, out=None):
 
     batch, n_points = len(camera), pts.shape[1]
     uv, depth, valid = _outputs(out, (batch, n_points), dtype)
-    P = np.ascontiguousarray(camera.numpy().P, dtype=dtype)
+    with np.errstate(over="ignore"):  # a P past float32's range becomes inf: its points come back invalid
+        P = np.ascontiguousarray(camera.numpy().P, dtype=dtype)
     project_kernel(pts, P, constants(dtype, camera.width, camera.height, eps), uv, depth, valid)
     return uv, depth, valid
 
@@ -110,13 +114,38 @@ def _project_torch(points, camera: Camera, eps: float):
         w = pts[..., 3]
         at_infinity = w == 0
         depth = torch.where(at_infinity, 0.0, h[..., 2] / torch.where(at_infinity, 1.0, w))
-    valid = depth > eps
-    inv = torch.where(valid, h[..., 2], 1.0).reciprocal()  # never divide by a depth <= eps
-    uv = (h[..., :2] * inv[..., None]).masked_fill(~valid[..., None], 0.0)
+    front = depth > eps
+    inv = torch.where(front, h[..., 2], 1.0).reciprocal()  # never divide by a depth <= eps
+    uv = h[..., :2] * inv[..., None]
+    if pts.shape[-1] == 3 and _cannot_overflow(pts, P, eps):
+        valid = front  # every output is finite: the test below (a third of the time on a CPU) is not needed
+        uv = uv.masked_fill(~valid[..., None], 0.0)
+    else:
+        # as the Numba kernel: a non-finite input always reaches uv or depth (inf * 0, inf - inf are
+        # NaN). Written for speed on a CPU, where x - x beats isfinite: it is 0 only for finite x
+        # (NaN otherwise, and NaN == NaN is False); front excludes -inf; one where() zeroes the rest
+        u, v = uv[..., 0], uv[..., 1]
+        valid = front & (depth < float("inf")) & ((u - u) == (v - v))
+        uv = torch.where(valid[..., None], uv, 0.0)
+        depth = depth.nan_to_num(0.0, 0.0, 0.0)
     if camera.has_size:
         u, v = uv[..., 0], uv[..., 1]
         valid = valid & (u >= -0.5) & (u < camera.width - 0.5) & (v >= -0.5) & (v < camera.height - 0.5)
     return uv, depth, valid
+
+
+def _cannot_overflow(pts, P, eps: float) -> bool:
+    """True when the points (B, N, 3) are finite and small enough that no ``P X`` nor ``uv = h / z``
+    (z > eps) can overflow: one reduction over the points, which a NaN or inf makes False (on CUDA
+    the answer costs one device sync, far less than the passes it saves on large batches)."""
+    import torch
+
+    if not pts.numel():
+        return True
+    low, high = torch.aminmax(pts.detach())  # NaN in, NaN out (so False below); faster than abs().amax()
+    largest = torch.maximum(-low, high)
+    h_bound = (largest * P.detach().abs().sum(-1).amax()).item()  # |P X| <= |X|_max * max row sum of |P|
+    return h_bound < torch.finfo(pts.dtype).max * min(eps, 1.0) / 4  # |uv| = |h| / z < |h| / eps
 
 
 def _inverse_intrinsics(K):
@@ -137,15 +166,30 @@ def _inverse_intrinsics(K):
     return stack(rows, -2)
 
 
-def unproject(uv, depth, camera: Camera):
+def unproject(uv, depth, camera: Camera, eps: float = DEFAULT_EPS, *, return_valid: bool = False):
     """Lift pixels with known depth back to world points: the exact inverse of :func:`project`.
 
     Args:
         uv: (N, 2) or (B, N, 2) pixel coordinates. depth: (N,) or (B, N) depth z in the camera frame.
         camera: a :class:`Camera` batch of B cameras (a single set of pixels is used for every camera).
+        eps: depths ``<= eps`` count as at or behind the camera (for ``valid``, as in :func:`project`).
+        return_valid: also return the validity mask.
 
     Returns:
-        points: (B, N, 3) world points, ``R.T @ (depth * K^-1 [u, v, 1] - T)``.
+        points: (B, N, 3) world points, ``R.T @ (depth * K^-1 [u, v, 1] - T)``. A pixel whose uv or
+            depth is NaN or inf, or whose point overflows, gets the point (0, 0, 0), so every output
+            is finite (pixels at or behind the camera still get their exact point).
+        valid: (B, N) bool, only with ``return_valid=True``: :func:`project`'s rule for the returned
+            points, from the inputs: finite, ``depth > eps`` and, when the camera has a size, uv
+            inside the image.
+
+    Example:
+        >>> import numpy as np
+        >>> cam = Camera(np.diag([100.0, 100.0, 1.0]), np.eye(3), [0, 0, 2], width=64, height=48)
+        >>> X, valid = unproject(np.array([[5.0, 10.0], [1.0, np.nan]]), np.array([2.0, 2.0]), cam,
+        ...                      return_valid=True)
+        >>> X[0].tolist(), valid[0].tolist()
+        ([[0.1, 0.2, 0.0], [0.0, 0.0, 0.0]], [True, False])
     """
     _check_camera(camera)
     torch_in = is_tensor(uv) or is_tensor(depth)
@@ -162,8 +206,35 @@ def unproject(uv, depth, camera: Camera):
         raise ValueError(f"depth must have shape {tuple(uv.shape[:-1])} to match uv, got {describe(depth)}")
     if uv.ndim == 3 and uv.shape[0] not in (1, len(cam)):
         raise ValueError(f"uv must have batch size 1 or {len(cam)} (one per camera), got {describe(uv)}")
-    x_cam = _rays(uv, cam.K) * depth[..., None]  # (B, N, 3)
-    return (x_cam - cam.T[:, None, :]) @ cam.R  # row-vector form of R.T @ (x - T)
+    with np.errstate(all="ignore"):  # NaN / inf input is documented input: no RuntimeWarning
+        x_cam = _rays(uv, cam.K) * depth[..., None]  # (B, N, 3)
+        points = (x_cam - cam.T[:, None, :]) @ cam.R  # row-vector form of R.T @ (x - T)
+    # inputs checked as well as the result: a BLAS may skip zero factors, so inf * 0 need not show
+    finite = _all_finite(uv) & _isfinite(depth) & _all_finite(points)
+    points = _select(finite[..., None], points, 0.0)
+    if not return_valid:
+        return points
+    u, v = uv[..., 0], uv[..., 1]
+    valid = finite & (depth > eps)
+    if cam.has_size:
+        valid = valid & (u >= -0.5) & (u < cam.width - 0.5) & (v >= -0.5) & (v < cam.height - 0.5)
+    return points, valid
+
+
+def _isfinite(x):
+    return x.isfinite() if is_tensor(x) else np.isfinite(x)
+
+
+def _all_finite(x):
+    """(..., C) -> (...): every entry of the last axis finite."""
+    return _isfinite(x).all(-1)
+
+
+def _select(mask, x, fill: float):
+    """``x`` where ``mask``, else ``fill`` (broadcasting); differentiable for tensors."""
+    if is_tensor(x):
+        return x.masked_fill(~mask, fill)
+    return np.where(mask, x, fill)
 
 
 def _rays(uv, K):
@@ -185,7 +256,9 @@ def depth_to_points(depth, camera: Camera, image=None):
         image: optional (H, W, C) or (B, H, W, C) colours (any dtype), sampled at the same pixels.
 
     Returns:
-        points: (M, 3) world points of all pixels with a depth, view after view, row-major.
+        points: (M, 3) world points of all pixels with a depth, view after view, row-major. A pixel
+            whose point overflows (a depth near the float limit) is left out like one without depth,
+            so every point is finite.
         colors: (M, C) when ``image`` is given, of the image's dtype.
     """
     _check_camera(camera)
@@ -213,7 +286,11 @@ def depth_to_points(depth, camera: Camera, image=None):
         b, rows, cols = np.nonzero(has_depth)
         uv = np.stack([cols, rows], -1).astype(maps.dtype)
     z = maps[b, rows, cols]
-    points = _unproject_per_point(uv, z, b, camera)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing point is left out below
+        points = _unproject_per_point(uv, z, b, camera)
+    finite = _all_finite(points)
+    if not bool(finite.all()):  # rare (overflow): only then pay for the selection
+        points, b, rows, cols = points[finite], b[finite], rows[finite], cols[finite]
     if image is None:
         return points
     colors = image[None] if image.ndim == 3 else image

@@ -50,7 +50,8 @@ def error_bounds(P: np.ndarray, lo: np.ndarray, hi: np.ndarray, pad: float) -> n
         [[2.0, 2.0, 5.0]]
     """
     m = np.maximum(np.abs(lo), np.abs(hi)) + pad
-    return np.abs(P[:, :, :3]) @ m + np.abs(P[:, :, 3])
+    with np.errstate(over="ignore"):  # an overflow is an infinite bound: every test there is uncertain, the safe side
+        return np.abs(P[:, :, :3]) @ m + np.abs(P[:, :, 3])
 
 
 def depth_pyramids(E: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

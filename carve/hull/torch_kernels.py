@@ -126,16 +126,20 @@ def _rejects_h(h0, h1, w, base, tables):
 
     base: float64 flat offset of each element's view in ``tables.lookup`` (broadcasting, see
     :func:`_view_base`). A centre at or behind the camera, or off the image, lands on the padded
-    border, which holds the view's policy. The pixel arithmetic stays in float64 (exact: every value
-    is an integer far below 2**53) so that a single conversion makes the index.
+    border, which holds the view's policy. So does a non-finite pixel coordinate (an overflowing
+    projection, inf / inf): NaN goes to -1 before the clamp, which keeps every index in range (on
+    CUDA an out-of-range one is a device-side assert), as the Numba kernel's range test does. The
+    pixel arithmetic stays in float64 (exact: every value is an integer far below 2**53) so that a
+    single conversion makes the index.
     """
     H, W = tables.H, tables.W
-    behind = ~(w > EPS_DEPTH)
-    cu = (h0 / w + 0.5).masked_fill_(behind, -1.0).clamp_(-1.0, float(W)).floor_()
-    cv = (h1 / w + 0.5).masked_fill_(behind, -1.0).clamp_(-1.0, float(H)).floor_()
+    # NaN depth for centres at or behind the camera: one select, then NaN means "off the image"
+    front_w = torch.where(w > EPS_DEPTH, w, float("nan"))
+    cu = (h0 / front_w + 0.5).nan_to_num_(-1.0).clamp_(-1.0, float(W)).floor_()
+    cv = (h1 / front_w + 0.5).nan_to_num_(-1.0).clamp_(-1.0, float(H)).floor_()
     value = tables.lookup[(cv.mul_(W + 2).add_(cu).add_(base)).to(torch.int64)]
-    if tables.depth_mode:
-        return w < value
+    if tables.depth_mode:  # a NaN depth is behind the camera, as in the Numba kernel: -inf < border
+        return torch.nan_to_num(w, nan=float("-inf"), posinf=float("inf"), neginf=float("-inf")) < value
     return value == 0
 
 
@@ -197,10 +201,14 @@ def _classify_boxes(cols, view, x01, y01, z01, tables, carve_out, bnd):
     inside = (xlo >= 0.0) & (xhi < W) & (ylo >= 0.0) & (yhi < H)
     zero = torch.zeros((), dtype=torch.float64, device=device)
 
-    def pixel(value, size):  # floor(value) clamped to [0, size - 1]; NaN/inf of unused pairs -> 0
-        return torch.where(query, value, zero).clamp(0.0, size - 1.0).floor().to(torch.int64)
+    def pixel(value, size, nan):  # floor(value) clamped to [0, size - 1]; unused pairs -> 0
+        # an overflowing projection gives NaN bounds: read as the widest rectangle (a low bound's
+        # NaN as 0, a high one's as size - 1), as the Numba kernel's range tests do, so the result
+        # stays conservative and every index provably in range (clamp alone lets NaN through)
+        value = torch.where(query, value.nan_to_num(nan=nan), zero)
+        return value.clamp(0.0, size - 1.0).floor().to(torch.int64)
 
-    c0, c1, r0, r1 = pixel(xlo, W), pixel(xhi, W), pixel(ylo, H), pixel(yhi, H)
+    c0, c1, r0, r1 = pixel(xlo, W, 0.0), pixel(xhi, W, W - 1.0), pixel(ylo, H, 0.0), pixel(yhi, H, H - 1.0)
     if tables.depth_mode:
         lvl = torch.zeros_like(view)
         for _ in range(tables.plevels):
