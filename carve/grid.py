@@ -8,6 +8,8 @@ Convention:
 """
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -201,27 +203,113 @@ class VoxelGrid:
 
     @classmethod
     def load(cls, path) -> "VoxelGrid":
-        """Read a grid written by :meth:`save`."""
+        """Read a grid written by :meth:`save`.
+
+        A grid file is untrusted input: the sizes it declares (the grid's shape, each member's
+        uncompressed size, each array's header) are checked against each other and the grid against
+        the available memory before anything large is read, so a small file cannot make it allocate
+        gigabytes.
+
+        Raises:
+            FileNotFoundError: ``path`` is not an existing file.
+            ValueError: (a :class:`data.errors.FormatError` naming the file) not a VoxelGrid ``.npz``,
+                truncated or corrupt, or inconsistent.
+            MemoryError: the grid it declares does not fit in the available memory.
+        """
+        from data.errors import FormatError
+
         path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"path must name an existing .npz file, got {str(path)!r}")
         try:
-            data = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as err:
-            if not path.exists():
-                raise FileNotFoundError(f"path must name an existing .npz file, got {str(path)!r}") from None
-            raise ValueError(f"path must be a VoxelGrid .npz file, got {str(path)!r} ({err})") from None
-        with data:
-            keys = {"format", "shape", "lo", "voxel_size", "occupancy_bits"}
-            if not keys <= set(data.files) or str(data["format"]) != _FORMAT:
-                raise ValueError(f"path must be a VoxelGrid .npz file ({_FORMAT}), got {str(path)!r} "
-                                 f"holding {sorted(data.files)}")
-            shape = tuple(int(n) for n in data["shape"])
-            bits = data["occupancy_bits"]
-            n = int(np.prod(shape)) if len(shape) == 3 else -1
-            if n < 0 or bits.dtype != np.uint8 or bits.size != (n + 7) // 8:
-                raise ValueError(f"path must be a VoxelGrid .npz file, got {str(path)!r} with inconsistent "
-                                 f"shape {shape} and {bits.size} occupancy bytes")
-            occ = np.unpackbits(bits, count=n).reshape(shape).astype(bool)
-            return cls(occ, data["lo"], float(data["voxel_size"]))
+            with zipfile.ZipFile(path) as archive:
+                occ, lo, voxel_size = _read_grid(archive, path)
+        except (FormatError, MemoryError):
+            raise
+        except _CORRUPT as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise FormatError(path, f"path must be a VoxelGrid .npz file ({_FORMAT}); this one is truncated or "
+                                    f"corrupt ({type(err).__name__}: {first})") from None
+        try:
+            grid = cls(occ, lo, voxel_size)
+            with np.errstate(over="ignore"):
+                hi = grid.hi
+            if not np.isfinite(hi).all():
+                raise ValueError(f"its box ends at hi={hi.tolist()}")
+            return grid
+        except (TypeError, ValueError) as err:
+            raise FormatError(path, f"path must be a VoxelGrid .npz file ({_FORMAT}); this one holds a bad "
+                                    f"grid: {err}") from None
+
+
+# ------------------------------------------------------------------------------------ grid files
+#: what a damaged zip or .npy member raises while it is read: bad headers and CRCs (BadZipFile),
+#: deflate errors (zlib.error), a truncated stream (EOFError), a bad offset (OSError), a bad .npy
+#: header or a name that is not UTF-8 (ValueError), an unsupported or encrypted member (RuntimeError,
+#: NotImplementedError); tests/test_files_fuzz.py finds these and no others
+_CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError)
+_MEMBERS = ("format", "shape", "lo", "voxel_size", "occupancy_bits")
+_SMALL = 1 << 12  # bytes: the members but the occupancy hold a few numbers each (an .npy header is 128)
+
+
+def _read_grid(archive: zipfile.ZipFile, path: Path) -> tuple:
+    """(occupancy, lo, voxel_size) of an opened grid file, every declared size checked before reading."""
+    from data.errors import FormatError
+    from data.memory import require_memory
+
+    def bad(reason):
+        return FormatError(path, f"path must be a VoxelGrid .npz file ({_FORMAT}); {reason}")
+
+    members = {info.filename[:-4]: info for info in archive.infolist() if info.filename.endswith(".npy")}
+    if not set(_MEMBERS) <= set(members):
+        raise bad(f"this one holds {sorted(members)}")
+    for name in _MEMBERS[:-1]:
+        if members[name].file_size > _SMALL:
+            raise bad(f"its {name!r} member declares {members[name].file_size} bytes, a few numbers expected")
+    small = {name: _read_member(archive, members[name], bad) for name in _MEMBERS[:-1]}
+    fmt, shape = small["format"], small["shape"]
+    if fmt.dtype.kind != "U" or fmt.shape != () or str(fmt) != _FORMAT:
+        raise bad(f"its format entry is {fmt.tolist()!r}")
+    if shape.dtype.kind not in "iu" or shape.shape != (3,) or (shape < 0).any():
+        raise bad(f"its shape entry must be 3 non-negative ints, got {shape.tolist()!r}")
+    shape = tuple(int(n) for n in shape)
+    n = shape[0] * shape[1] * shape[2]  # Python ints: no overflow
+    voxel_size = small["voxel_size"]
+    if voxel_size.shape != () or voxel_size.dtype.kind not in "fiu":
+        raise bad(f"its voxel_size entry must be one number, got {voxel_size.tolist()!r}")
+    bits = members["occupancy_bits"]
+    declared = _member_header(archive, bits, bad)
+    if declared != (np.dtype(np.uint8), ((n + 7) // 8,)):
+        raise bad(f"its occupancy_bits member holds {declared[0]} {declared[1]}, but a {shape[0]} x {shape[1]} x "
+                  f"{shape[2]} grid needs uint8 ({(n + 7) // 8},)")
+    require_memory(n + (n + 7) // 8, f"the {shape[0]} x {shape[1]} x {shape[2]} grid of {str(path)!r}",
+                   "load it on a machine with more memory")
+    occ = np.unpackbits(_read_member(archive, bits, bad), count=n).reshape(shape).view(bool)  # 0/1: a view
+    return occ, small["lo"], float(voxel_size)
+
+
+def _member_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, bad) -> tuple:
+    """(dtype, shape) an ``.npy`` member's header declares, checked: a plain dtype, and a data size that
+    is exactly what the zip entry declares (the stream cannot outgrow it), before anything is allocated."""
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+        header = f.tell()
+    name = info.filename[:-4]
+    if dtype.hasobject:
+        raise bad(f"its {name!r} member holds Python objects ({dtype}), plain numbers expected")
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if header + nbytes != info.file_size:  # what np.save writes
+        raise bad(f"its {name!r} member declares {info.file_size} bytes, but its array needs {header + nbytes}")
+    return dtype, shape
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, bad) -> np.ndarray:
+    """One ``.npy`` member, read after :func:`_member_header` has checked its sizes."""
+    _member_header(archive, info, bad)
+    with archive.open(info) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
 
 
 # ---------------------------------------------------------------------------------------- helpers

@@ -1,7 +1,8 @@
 """The dataset format registry: detection, ``load`` and ``save``.
 
 Adding a format is one new module with ``NAME``, ``DESCRIPTION``, ``detect(path) -> str | None``
-(the evidence found, for the message) and ``load(path, **options) -> MultiView`` (and optionally
+(the evidence found, for the message) and ``load(path, *, allow_outside=False, **options) -> MultiView``
+(names a dataset file gives go through :func:`data.paths.inside`; and optionally
 ``save(mv, path)``), plus one line in :data:`FORMATS`.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from data import blender, colmap, middlebury, oxford, tum
 from data.errors import FormatError
+from data.files import new_folders
 from data.multiview import MultiView
 
 __all__ = ["FORMATS", "detect", "load", "save"]
@@ -53,7 +55,8 @@ def detect(path) -> tuple[str, str]:
     return hits[0]
 
 
-def load(path, format: str | None = None, *, verbose: bool = True, **options) -> MultiView:
+def load(path, format: str | None = None, *, verbose: bool = True, allow_outside: bool = False,
+         **options) -> MultiView:
     """Read a multi-view dataset into a :class:`MultiView` in our conventions.
 
     Args:
@@ -62,6 +65,9 @@ def load(path, format: str | None = None, *, verbose: bool = True, **options) ->
             folder's contents and says which it chose (in the log, and on stderr when ``verbose``
             once the dataset has loaded; it is also ``MultiView.format``).
         verbose: print the detected format.
+        allow_outside: let the dataset's files name images and masks outside its folder (absolute
+            names, ``../``); refused by default with a FormatError naming the file and the name
+            (see :mod:`data.paths`). Pass True only for a dataset you trust.
         **options: passed to the format's loader (e.g. ``split="train"`` for blender, ``images=`` for
             colmap, ``name=`` for middlebury, ``pixel_origin=1`` for oxford).
 
@@ -84,8 +90,10 @@ def load(path, format: str | None = None, *, verbose: bool = True, **options) ->
         raise ValueError(f"format must be one of {sorted(FORMATS)} or None to detect it, got {format!r}")
     elif not path.exists():
         raise FormatError(path, "does not exist")
+    if not isinstance(allow_outside, bool):
+        raise TypeError(f"allow_outside must be True or False, got {allow_outside!r}")
     try:
-        mv = FORMATS[format].load(path, **options)
+        mv = FORMATS[format].load(path, allow_outside=allow_outside, **options)
     except TypeError as err:
         if "unexpected keyword argument" in str(err):
             raise TypeError(f"format {format!r} does not take that option: {err}") from None
@@ -118,17 +126,27 @@ def save(mv: MultiView, path, format: str = "tum", *, overwrite: bool = False) -
     path = Path(path)
     if path.exists() and not (path.is_dir() and not any(path.iterdir())) and not overwrite:
         raise FileExistsError(f"path {path} already exists and is not empty; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        target = tmp / "dataset"
-        writers[format].save(mv, target)
-        if path.exists():
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-        target.rename(path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with new_folders(path.parent):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            _save_into(writers[format], mv, path, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _save_into(writer, mv: MultiView, path: Path, tmp: Path) -> None:
+    """Write the dataset into ``tmp``, then move it to ``path`` (an old one kept until the new one is in)."""
+    target, old = tmp / "dataset", tmp / "old"
+    try:
+        writer.save(mv, target)
+    except OSError as err:  # name the output, not the hidden staging folder
+        raise type(err)(err.errno, f"cannot write the dataset {path}: {err.strerror or err}") from None
+    if path.exists():
+        path.rename(old)  # kept until the new one is in place: a failure between loses neither
+    try:
+        target.rename(path)
+    except BaseException:
+        if old.exists():
+            old.rename(path)
+        raise

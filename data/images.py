@@ -4,8 +4,8 @@
 photographs (silhouettes, depth, mesh colouring).
 
 Reading goes through ``np.fromfile`` + ``cv2.imdecode`` so that paths with non-ASCII characters work
-on every platform. Writing encodes in memory first and writes the whole file at once, so a failure
-never leaves a partial image behind.
+on every platform. Writing encodes in memory first and writes through :func:`data.files.atomic_path`, so a failure (a
+full disk, Ctrl-C) never leaves a partial image behind.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from data.errors import FormatError
+from data.files import atomic_path
 from geometry.arrays import is_tensor
 
 __all__ = ["IMAGE_EXTENSIONS", "read_image", "read_image_alpha", "read_mask", "read_mask_values", "write_image",
@@ -146,6 +147,14 @@ def write_image(path, image: np.ndarray, *, alpha: np.ndarray | None = None) -> 
     """Write an (H, W, 3) uint8 RGB image, an (H, W) uint8 or bool image, optionally with alpha.
 
     The extension picks the format (``.png`` recommended: lossless). A bool image is written 0/255.
+    The file is written atomically: on any failure ``path`` keeps its old content, or stays absent.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        TypeError: a dtype other than uint8 or bool. ValueError: another shape, an alpha of another
+        size, or an extension OpenCV cannot write. FileNotFoundError: the folder does not exist.
     """
     path = Path(path)
     img = np.asarray(image)
@@ -156,13 +165,17 @@ def write_image(path, image: np.ndarray, *, alpha: np.ndarray | None = None) -> 
     if img.ndim == 3 and img.shape[2] == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
         if alpha is not None:
-            img = np.dstack([img, np.asarray(alpha, np.uint8)])
+            alpha = np.asarray(alpha)
+            if alpha.shape != img.shape[:2]:
+                raise ValueError(f"alpha must have the image's shape {img.shape[:2]}, got {alpha.shape}")
+            img = np.dstack([img, alpha.astype(np.uint8)])
     elif img.ndim != 2:
         raise ValueError(f"image must have shape (H, W, 3) or (H, W), got {img.shape}")
     ok, buf = cv2.imencode(path.suffix or ".png", img)
     if not ok:
         raise ValueError(f"path must end in an image extension OpenCV can write, got {path.name!r}")
-    path.write_bytes(buf.tobytes())
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.tobytes())
     return path
 
 
@@ -175,17 +188,25 @@ def find_image(folder, stem: str, *, required_for=None):
     """
     folder = Path(folder)
     direct = folder / stem
-    if direct.suffix.lower() in IMAGE_EXTENSIONS and direct.is_file():
+    if direct.suffix.lower() in IMAGE_EXTENSIONS and _is_file(direct):
         return direct
     for ext in IMAGE_EXTENSIONS:
         for cand in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
-            if cand.is_file():
+            if _is_file(cand):
                 return cand
     if required_for is None:
         return None
     ref, line = required_for if isinstance(required_for, tuple) else (required_for, None)
     raise FormatError(ref, f"image {stem!r} is missing from {folder} (tried {', '.join(IMAGE_EXTENSIONS)})",
                       line)
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False where the name itself is one the OS refuses (too long: ENAMETOOLONG)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def list_images(folder) -> list[Path]:

@@ -106,3 +106,15 @@ def test_command_line_names_the_module(monkeypatch):
     assert command_line() == "python -m carve.segmentation.network"
     monkeypatch.setattr(sys, "argv", ["/usr/bin/carve", "train-depth"])
     assert command_line() == "carve train-depth"
+
+
+def test_a_damaged_scene_cache_is_rendered_again(tmp_path, capsys):
+    """A cache is a shortcut: a truncated file is reported and replaced, not a raw BadZipFile."""
+    from carve.learn.scenes import cache_file, render_split
+
+    first = render_split("val", 2, 16, progress=False, cache_dir=tmp_path)
+    f = cache_file(tmp_path, "val", 2, 16)
+    f.write_bytes(f.read_bytes()[:100])
+    again = render_split("val", 2, 16, progress=False, cache_dir=tmp_path)
+    assert "scene cache" in capsys.readouterr().out and torch.equal(again.images, first.images)
+    assert torch.equal(render_split("val", 2, 16, progress=False, cache_dir=tmp_path).depth, first.depth)  # rewritten

@@ -105,15 +105,16 @@ def write_results(grid, mesh, out: Path, name: str, stages: Stages, mesh_path=No
         [mesh path, grid path, snapshot path].
     """
     from carve import viz
+    from data.files import new_folders
 
-    out.mkdir(parents=True, exist_ok=True)  # first written here: a failed run leaves no empty folder
     mesh_path = Path(mesh_path) if mesh_path else out / f"{name}.ply"
     grid_path, picture = out / f"{name}.npz", out / f"{name}.png"
-    with stages("write"):
-        write_mesh(mesh, mesh_path)
-        grid.save(grid_path)  # atomic itself
-    with stages("snapshot"):
-        viz.snapshot(mesh, path=picture)
+    with new_folders(out):  # first made here, and gone again if nothing could be written
+        with stages("write"):
+            write_mesh(mesh, mesh_path)
+            grid.save(grid_path)  # atomic itself
+        with stages("snapshot"):
+            viz.snapshot(mesh, path=picture)
     stages.say(f"wrote {mesh_path}, {grid_path}, {picture}")
     return [mesh_path, grid_path, picture]
 

@@ -1,9 +1,13 @@
 """Inference: THE loop that runs a trained image model over images of any sizes.
 
-:func:`predict_padded` takes a list of (3, H_i, W_i) images; each batch whose sizes differ is padded
-(edge-replicated, bottom and right) to one canvas with a validity mask, never resized, so that the
-network's coordinates and global context follow each image's own extent; each output comes back
-cropped to its image. It runs in eval mode under ``torch.inference_mode`` (and restores the model's
+:func:`predict_padded` takes a list of (3, H_i, W_i) images and batches together those whose sizes
+round up to the same canvas (a multiple of the network's ``unet.multiple``), padded (edge-replicated,
+bottom and right) to it with a validity mask, never resized, so that the network's coordinates and
+global context follow each image's own extent; each output comes back cropped to its image. The
+network pads a lone image to that same canvas, so every output equals the image's own single-image
+prediction up to float noise: a larger canvas would feed the convolutions at the image's right and
+bottom edges replicated pixels where the lone image has the zero padding of its own border (once
+up to 1.2% of the depth). It runs in eval mode under ``torch.inference_mode`` (and restores the model's
 mode afterwards), ``batch_size`` images per forward pass, with the project's progress bar.
 :func:`inference_model` loads a model file once per process and prepares it for speed.
 
@@ -86,14 +90,24 @@ def predict_padded(model: torch.nn.Module, xs: list[torch.Tensor], *, batch_size
         device = next(model.parameters()).device
     was_training = model.training
     model = model.to(device).eval()
-    outs = []
+    outs = [None] * len(xs)
     try:
         with torch.inference_mode():
-            for k in progress_bar(range(0, len(xs), batch_size), desc=desc, enabled=progress):
-                outs.extend(o.float().cpu() for o in run_padded(model, xs[k:k + batch_size], device))
+            for batch in progress_bar(_canvas_batches(xs, model.unet.multiple, batch_size), desc=desc,
+                                      enabled=progress):
+                for i, o in zip(batch, run_padded(model, [xs[i] for i in batch], device)):
+                    outs[i] = o.float().cpu()
     finally:
         model.train(was_training)
     return outs
+
+
+def _canvas_batches(xs: list[torch.Tensor], multiple: int, batch_size: int) -> list[list[int]]:
+    """Indices of ``xs`` in batches of at most ``batch_size`` whose sizes round up to one canvas."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, x in enumerate(xs):
+        groups.setdefault((-(-x.shape[1] // multiple), -(-x.shape[2] // multiple)), []).append(i)
+    return [g[k:k + batch_size] for g in groups.values() for k in range(0, len(g), batch_size)]
 
 
 @functools.lru_cache(maxsize=8)
@@ -104,9 +118,13 @@ def _cached(path: str, task, mtime_ns: int):  # mtime in the key: a retrained fi
 def inference_model(path, task):
     """The model of ``task`` in file ``path``, ready for inference: BatchNorm folded, channels-last,
     loaded once per file (and again when the file changes). Raises :class:`CheckpointError`."""
-    if not Path(path).is_file():
+    try:
+        mtime = Path(path).stat().st_mtime_ns if Path(path).is_file() else None
+    except OSError:  # removed between the two calls
+        mtime = None
+    if mtime is None:
         return load_model(path, task)  # raises the CheckpointError that names the file
-    return _cached(str(path), task, Path(path).stat().st_mtime_ns)
+    return _cached(str(path), task, mtime)
 
 
 def network(model, task, model_class):

@@ -12,7 +12,10 @@ resumed run continues exactly where it stopped.
 
 Outputs in ``out``: ``last.pt`` (resumable: model, optimiser, schedule, history, config),
 ``best.pt`` (best validation epoch), ``model.pt`` (the best weights alone, what ships),
-``history.json`` and ``curves.png`` (loss and metric curves per epoch).
+``history.json`` and ``curves.png`` (loss and metric curves per epoch), each written atomically.
+
+A run that diverges stops with a ``FloatingPointError`` at the first step whose loss is NaN or inf
+(or an epoch that ends with non-finite weights), and no model with non-finite weights is written.
 """
 from __future__ import annotations
 
@@ -27,13 +30,14 @@ import torch
 
 from carve.learn import distributed
 from carve.learn.augment import Samples
-from carve.learn.checkpoints import CheckpointError, load_checkpoint, save_model
+from carve.learn.checkpoints import CheckpointError, first_nonfinite, load_checkpoint, save_model
 from carve.learn.config import TrainConfig
 from carve.learn.phase import Phase, make_phase, seed_all, lr_lambda, train_epochs
 from carve.learn.plots import plot_history
 from carve.learn.pretrain import pretrain_rotation
 from carve.learn.scenes import render_split
 from carve.learn.task import Task
+from data.files import atomic_path
 
 __all__ = ["fit", "evaluate", "command_line"]
 
@@ -110,7 +114,15 @@ def _resumed(cfg: TrainConfig, resume):
     if "train_state" not in ck:
         raise CheckpointError(f"checkpoint {str(resume)!r} holds no training state (it is an exported "
                               f"model); resume from a run's last.pt")
-    stored = TrainConfig.from_dict(ck["metadata"]["config"])
+    state = ck["train_state"]
+    try:
+        stored = TrainConfig.from_dict(ck["metadata"]["config"])
+        if not (isinstance(state["epoch"], int) and state["epoch"] >= 0 and isinstance(state["history"], list)
+                and isinstance(state["optimizer"], dict) and isinstance(state["scheduler"], dict)):
+            raise TypeError("epoch, history, optimizer or scheduler of the wrong type")
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {str(resume)!r} is damaged: its training state or stored config cannot "
+                              f"be resumed ({type(e).__name__}: {e})") from None
     stored.out, stored.epochs = cfg.out, cfg.epochs
     return stored, ck
 
@@ -121,7 +133,7 @@ def _render(cfg: TrainConfig, progress: bool, cache_dir) -> dict:
     return {"train": train, "val": val}
 
 
-def _start(run: Run, ck, progress: bool) -> None:
+def _start(run: Run, ck, progress: bool, resume=None) -> None:
     """Build the model; restore it from ``ck``, or pretrain it when the config asks."""
     cfg, task = run.cfg, run.task
     run.model = task.build(**cfg.network)
@@ -130,7 +142,11 @@ def _start(run: Run, ck, progress: bool) -> None:
     run.extra = task.extra_tensors(run.labeled)
     if ck is not None:
         state = ck["train_state"]
-        run.model.load_state_dict(ck["state_dict"])
+        try:
+            run.model.load_state_dict(ck["state_dict"])
+        except RuntimeError as e:  # missing, unexpected or reshaped weights
+            raise CheckpointError(f"checkpoint {str(resume)!r} does not match the network of its stored config: "
+                                  f"{(str(e).strip().splitlines() or ['?'])[0][:300]}") from None
         run.history = list(state["history"])
         run.pre_history = list(state.get("pretrain_history", []))
         run.start = int(state["epoch"])
@@ -144,17 +160,38 @@ def _start(run: Run, ck, progress: bool) -> None:
         seed_all(cfg.seed + 1)
 
 
-def _training_phase(run: Run, ck) -> Phase:
+def _training_phase(run: Run, ck, resume=None) -> Phase:
     cfg, task, val = run.cfg, run.task, run.scenes.get("val")
     phase = make_phase(cfg.task, run.model, Samples(run.labeled, task.train_sample, cfg.seed, 1), cfg, run.device,
-                       epochs=cfg.epochs, step=lambda m, batch: task.loss(m, batch, cfg),
+                       epochs=cfg.epochs, step=_finite_loss(task, cfg),
                        validate=lambda epoch: evaluate(run.model, task, val, cfg, run.device) if val is not None else {},
                        seed=cfg.seed)
     if ck is not None:
-        phase.opt.load_state_dict(ck["train_state"]["optimizer"])
-        phase.sched.load_state_dict(ck["train_state"]["scheduler"])
+        try:
+            phase.opt.load_state_dict(ck["train_state"]["optimizer"])
+            phase.sched.load_state_dict(ck["train_state"]["scheduler"])
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+            raise CheckpointError(f"checkpoint {str(resume)!r} is damaged: its optimiser state does not fit the "
+                                  f"model ({type(e).__name__}: {e})") from None
         phase.sched.lr_lambdas[0] = lr_lambda(cfg.epochs * len(phase.loader), cfg.warmup)
     return phase
+
+
+def _finite_loss(task: Task, cfg: TrainConfig):
+    """The training step's loss function, stopping the run at the first loss that is NaN or inf
+    (before its backward pass, so the diverged step never reaches the weights' history)."""
+    steps = 0
+
+    def step(model, batch):
+        nonlocal steps
+        steps += 1
+        loss, parts = task.loss(model, batch, cfg)
+        if not bool(torch.isfinite(loss.detach()).all()):
+            raise FloatingPointError(f"training stopped: the {cfg.task} loss became {float(loss.detach())} at step "
+                                     f"{steps} (the run diverged); lower the learning rate (lr={cfg.lr:g}) and "
+                                     f"train again (the files of earlier epochs are kept)")
+        return loss, parts
+    return step
 
 
 def _save(run: Run, phase: Phase, epoch: int, record: dict, is_best: bool) -> None:
@@ -172,8 +209,9 @@ def _save(run: Run, phase: Phase, epoch: int, record: dict, is_best: bool) -> No
     if is_best or run.scenes.get("val") is None:
         save_model(run.model, out / "best.pt", metadata=meta, extra_tensors=extra, train_state=train_state)
         save_model(run.model, out / "model.pt", metadata=meta, extra_tensors=extra)
-    (out / "history.json").write_text(json.dumps({"history": run.history, "pretrain": run.pre_history,
-                                                  "config": cfg.to_dict()}, indent=1))
+    with atomic_path(out / "history.json") as tmp:
+        tmp.write_text(json.dumps({"history": run.history, "pretrain": run.pre_history, "config": cfg.to_dict()},
+                                  indent=1))
     plot_history(run.history, out / "curves.png", title=cfg.task)
 
 
@@ -203,6 +241,12 @@ def fit(cfg: TrainConfig, task: Task, *, resume=None, progress: bool = True, sce
     Returns:
         dict with ``model`` (the trained, unwrapped model on the CPU, last epoch), ``history``,
         ``best`` (the best validation record), ``pretrain_history`` and ``config``.
+
+    Raises:
+        FloatingPointError: the loss became NaN or inf, or the weights did (the run diverged); the
+            files written by earlier epochs are kept, nothing non-finite is written.
+        CheckpointError: ``resume`` is not a usable ``last.pt`` of this task.
+        ValueError: ``cfg`` does not fit ``task`` or the data.
     """
     if cfg.task != task.name:
         raise ValueError(f"cfg.task must be the name of the task trained, {task.name!r}, got {cfg.task!r}")
@@ -223,11 +267,15 @@ def _fit(cfg, task, device, resume, progress, scenes, cache_dir, stop_after) -> 
     t0 = time.perf_counter()
     run = Run(cfg, task, device, scenes if scenes is not None else _render(cfg, progress, cache_dir))
     run.render_seconds, run.t_train = time.perf_counter() - t0, time.perf_counter()
-    _start(run, ck, progress)
-    phase = _training_phase(run, ck)
+    _start(run, ck, progress, resume)
+    phase = _training_phase(run, ck, resume)
     distributed.log(_describe(run, phase))
     end = cfg.epochs if stop_after is None else min(cfg.epochs, run.start + int(stop_after))
     for epoch, record in train_epochs(phase, cfg, device, run.history, start=run.start, end=end, progress=progress):
+        bad = first_nonfinite(run.model.state_dict())  # the same on every rank: DDP keeps the weights equal
+        if bad is not None:
+            raise FloatingPointError(f"training stopped after epoch {epoch + 1}: weight {bad!r} is NaN or inf (the run "
+                                     f"diverged); lower the learning rate (lr={cfg.lr:g}) and train again")
         is_best = run.is_better(record)
         if is_best:
             run.best = record

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +89,9 @@ def render_split(split: str, count: int, size: int, *, progress: bool = True, ca
     f = cache_file(cache_dir, split, count, size)
     missing = distributed.all_sum(torch.tensor([0.0 if f.is_file() else 1.0]))  # one decision for all ranks
     if float(missing) == 0:
-        with np.load(f) as z:
-            return RenderedScenes(*(torch.from_numpy(z[k]) for k in ("images", "depth", "mask", "seeds")))
+        cached = _read_cache(f, count, size)
+        if cached is not None:
+            return cached
     res = _render(split, count, size, progress)
     if distributed.rank() == 0:
         f.parent.mkdir(parents=True, exist_ok=True)
@@ -96,6 +99,20 @@ def render_split(split: str, count: int, size: int, *, progress: bool = True, ca
             np.savez(tmp, images=res.images.numpy(), depth=res.depth.numpy(), mask=res.mask.numpy(),
                      seeds=res.seeds.numpy())
     return res
+
+
+def _read_cache(f: Path, count: int, size: int) -> RenderedScenes | None:
+    """The scenes cached in ``f``, or None (with a warning) when the file is damaged: a cache is only
+    a shortcut, so the scenes are rendered again and the file rewritten."""
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            res = RenderedScenes(*(torch.from_numpy(z[k]) for k in ("images", "depth", "mask", "seeds")))
+        if res.images.shape[0] != count or tuple(res.images.shape[1:3]) != (size, size):
+            raise ValueError(f"holds {tuple(res.images.shape)} images")
+        return res
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        distributed.log(f"warning: the scene cache {f} is damaged ({type(err).__name__}: {err}); rendering again")
+        return None
 
 
 def _render(split: str, count: int, size: int, progress: bool) -> RenderedScenes:
