@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from data.memory import require_render_memory
 from data.progress import progress as progress_bar
 from geometry import Camera, pixel_rays
 
@@ -315,6 +316,7 @@ def render(mesh_or_scene, cameras: Camera, *, background="solid", background_col
         raise TypeError(f"cameras must be a geometry.Camera, got {type(cameras).__name__}")
     if not cameras.has_size:
         raise ValueError("cameras must have width and height set, got a camera with no size")
+    require_render_memory(len(cameras), cameras.width, cameras.height)
     if not 0 <= ambient <= 1:
         raise ValueError(f"ambient must be in [0, 1], got {ambient}")
     _check_specular(specular, shininess)
@@ -433,9 +435,11 @@ def synthetic(obj="mug", *, views: int = 36, size=(320, 240), radius: float = 3.
     from data import objects
     from data.rigs import hemisphere
 
-    mesh = obj if isinstance(obj, trimesh.Trimesh) else objects.get(obj)
     if not (isinstance(size, (tuple, list)) and len(size) == 2):
         raise ValueError(f"size must be (width, height) in pixels, got {size!r}")
+    if all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in (views, *size)):
+        require_render_memory(views, *size)  # before the mesh and the rig, which alone can fill the memory
+    mesh = obj if isinstance(obj, trimesh.Trimesh) else objects.get(obj)
     cams = hemisphere(views, radius=radius, min_elevation=min_elevation, max_elevation=max_elevation, fov=fov,
                       width=size[0], height=size[1])
     mv = render_views(mesh, cams, background=background, background_color=background_color, seed=seed,

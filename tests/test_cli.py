@@ -159,13 +159,38 @@ def test_render_then_reconstruct_round_trip(tmp_path):
     (("reconstruct", ".", "--mesh", "out.xyz"), 2,
      "--mesh must end in .ply, .obj, .glb, .gltf, .stl, .off, got out.xyz"),
     (("view", "/no/such/mesh.ply"), 2, "no such file or directory"),
-    (("render", "teapot", "OUT"), 1, "name must be one of"),
+    (("render", "teapot", "OUT"), 2, "OBJECT must be one of sphere, box, torus"),
+    (("render", "torus", "a_file"), 2, "OUT must be a new or empty directory, got the file a_file"),
+    (("demo", "--object", "teapot"), 2, "--object must be one of sphere, box, torus"),
+    (("reconstruct", ".", "--bounds=1,1,1,0,0,0"), 2, "with x0 < x1, y0 < y1 and z0 < z1"),
+    (("reconstruct", ".", "--bounds=nan,0,0,1,1,1"), 2, "--bounds must be six finite numbers"),
+    (("reconstruct", ".", "--backend", "torch", "--device", "tpu"), 2, "--device must be a torch device"),
+    (("reconstruct", ".", "--device", "cpu"), 2, "--device needs --backend torch"),
+    (("reconstruct", ".", "--name", "../elsewhere"), 2, "--name must be a file name without folders"),
+    (("reconstruct", ".", "--out", "a_file/x"), 2, "--out must be a directory, got a path under the file a_file"),
+    (("view", "a_file"), 2, "FILES must end in .ply"),
+    (("view", "bad.ply", "--snapshot", "s.png"), 1, "FILES must be a readable .ply file, got 'bad.ply'"),
+    (("depth", "a_file", "--model", "no_model.pt"), 2, "--model must name an existing file, got no_model.pt"),
+    (("train-depth", "--out", "a_file/run"), 2, "--out must be a directory, got a path under the file a_file"),
+    (("train-depth", "--resume", "no_last.pt"), 2, "--resume must name an existing file"),
+    (("train-depth", "--stop-after", "0"), 2, "--stop-after must be a number of epochs >= 1"),
 ])
 def test_error_paths_one_line_and_exit_codes(tmp_path, args, code, message):
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "bad.ply").write_text("not a ply")
     result = carve_cli(*args, cwd=tmp_path)
     assert result.returncode == code, (result.stdout, result.stderr)
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_demo_too_coarse_fails_before_writing(tmp_path):
+    """--resolution 1 once wrote an empty mesh and then failed: now it fails first, with the remedy."""
+    result = carve_cli("demo", "--object", "torus", "--views", 8, "--size", "64x48", "--resolution", 1,
+                       "--out", tmp_path / "out", "--no-view", "--quiet")  # the one voxel sits in the hole
+    assert result.returncode == 1 and "raise --resolution" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_unreadable_dataset_fails_with_file_and_line(tmp_path):

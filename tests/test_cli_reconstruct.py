@@ -104,6 +104,10 @@ def test_exact_reproduces_the_exact_hull(tmp_path):
         np.testing.assert_array_equal(got.occupancy, want.occupancy)
         np.testing.assert_allclose(got.lo, want.lo)
         assert got.voxel_size == want.voxel_size
+    too_many = carve_cli("reconstruct", tmp_path / "ds", "--out", tmp_path / "no", "--tolerance", 8, "--quiet")
+    assert too_many.returncode == 2 and "--tolerance must be smaller than the number of views (8), got 8" in \
+        too_many.stderr, too_many.stderr
+    assert not (tmp_path / "no").exists()
 
 
 def scatter(masks):

@@ -165,3 +165,20 @@ def test_hull_contains_object_and_improves_with_views():
     ious = [table[k] for k in (4, 8, 16, 36)]
     assert all(a < b for a, b in zip(ious, ious[1:])), table
     assert ious[0] < 0.9 and ious[-1] > 0.93, table
+
+
+def test_absurd_requests_are_refused_before_allocating():
+    """data.synthetic(views=10**7) once allocated 3.4 GB before failing: now it fails at once."""
+    import tracemalloc
+
+    data.synthetic("sphere", views=1, size=(8, 8))  # imports and the object's mesh, outside the measure
+    tracemalloc.start()
+    try:
+        with pytest.raises(MemoryError, match=r"rendering 10000000 views of 320 x 240 px needs about .* GiB"):
+            data.synthetic(views=10**7)
+        with pytest.raises(MemoryError, match="render fewer or smaller views"):
+            data.render(data.objects.sphere(), data.turntable(4, width=10**6, height=10**6))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20, f"{peak / 2**20:.0f} MiB allocated before the refusal"

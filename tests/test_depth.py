@@ -51,16 +51,20 @@ def test_predict_forms(net):
     assert predict(t[None].expand(2, -1, -1, -1), net).shape == (2, 30, 41)
 
 
-def test_predict_list_of_sizes_pads_not_resizes(net):
+@pytest.mark.parametrize("model", ["tiny", "shipped"])
+def test_predict_list_of_sizes_pads_not_resizes(net, model):
+    """Each map of a list of sizes equals its own single-image prediction up to float noise (once it
+    differed by up to 1.2% near the right and bottom edges): the padding changes nothing."""
+    model = net if model == "tiny" else None
     rng = np.random.default_rng(1)
-    imgs = [rng.integers(0, 255, s + (3,), dtype=np.uint8) for s in [(20, 28), (33, 17), (16, 16)]]
-    out = predict(imgs, net, batch_size=3)
-    assert [o.shape for o in out] == [(20, 28), (33, 17), (16, 16)]
+    # (18, 27) shares (20, 28)'s canvas, so a batch of two sizes with a mask runs as well
+    sizes = [(20, 28), (33, 17), (16, 16), (18, 27), (40, 52)]
+    imgs = [rng.integers(0, 255, s + (3,), dtype=np.uint8) for s in sizes]
+    out = predict(imgs, model, batch_size=3)
+    assert [o.shape for o in out] == sizes
     for im, o in zip(imgs, out):
-        alone = predict(im, net)
-        # same network, same content: equal away from the bottom/right padding
-        assert np.allclose(o[:8, :8], alone[:8, :8], rtol=1e-3)
-        assert np.median(np.abs(o / alone - 1)) < 1e-2
+        alone = predict(im, model)
+        assert np.allclose(o, alone, rtol=1e-4, atol=1e-6), np.abs(o / alone - 1).max()
 
 
 def test_predict_rejects_bad_images(net):

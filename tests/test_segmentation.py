@@ -202,3 +202,36 @@ def test_auto_on_bunny_photographs():
         truth = carve.carve(mv.silhouettes, mv.cameras, resolution=96, bounds=box, outside="auto").occupancy
     hull_iou = np.count_nonzero(ours & truth) / np.count_nonzero(ours | truth)
     assert hull_iou >= 0.95, hull_iou
+
+
+def test_grabcut_parameters_are_bounded():
+    """A typo such as iterations=10**7 is refused up front, not run for minutes per image."""
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[8:24, 8:24] = (200, 90, 40)
+    cams = data.turntable(2, width=32, height=32)
+    for call in (lambda: carve.silhouettes([img], "grabcut", iterations=10**7),
+                 lambda: carve.silhouettes([img], "auto", iterations=0),
+                 lambda: segmentation.classical.grabcut_mask(img, img[..., 0] > 0, iterations=2.5)):
+        with pytest.raises(ValueError, match=r"iterations must be an integer in \[1, 50\]"):
+            call()
+    with pytest.raises(ValueError, match=r"grabcut_iterations must be an integer in \[1, 50\]"):
+        carve.silhouettes([img, img], cameras=cams, grabcut_iterations=10**7)
+    with pytest.raises(ValueError, match="band must be None or an integer >= 0"):
+        carve.silhouettes([img], "grabcut", band=-1)
+    with pytest.raises(ValueError, match="edge_threshold must be None or a finite"):
+        carve.silhouettes([img], "grabcut", edge_threshold=float("nan"))
+
+
+def test_huge_radii_cost_no_more_than_the_image():
+    """A radius beyond the image diagonal reaches no further pixel: same mask, no terabyte kernel."""
+    img = np.zeros((40, 48, 3), np.uint8)
+    img[10:30, 12:36] = 200
+    for kw in ({"dilate": 10**6, "erode": 0}, {"dilate": 0, "erode": 10**6}, {"dilate": 10**6, "erode": 10**6}):
+        capped = {k: min(v, 63) for k, v in kw.items()}  # ceil(hypot(40, 48)) = 63
+        [big] = carve.silhouettes([img], "threshold", **kw)
+        [ref] = carve.silhouettes([img], "threshold", **capped)
+        assert np.array_equal(big, ref), kw
+    [m] = carve.silhouettes([img], "otsu", open_radius=10**6)
+    assert not m.any()  # an opening wider than the object erases it
+    m = img[..., 0] > 0
+    assert np.array_equal(segmentation.classical.grabcut_mask(img, m, band=10**6).shape, m.shape)

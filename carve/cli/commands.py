@@ -5,6 +5,7 @@ Every command checks its options before it imports anything heavy, so a usage er
 """
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,8 @@ from carve.cli.outputs import Stages, colorize_depth, open_viewer, write_mesh, w
 from data.files import MESH_SUFFIXES  # the standard library only
 
 __all__ = ["UsageError", "cmd_demo", "cmd_reconstruct", "cmd_view", "cmd_render", "cmd_depth", "cmd_train_depth",
-           "cmd_bench", "existing_path", "parse_bounds", "parse_size", "mesh_file", "output_dir"]
+           "cmd_bench", "existing_path", "parse_bounds", "parse_size", "plain_name", "object_name", "torch_device",
+           "mesh_file", "output_dir"]
 
 
 class UsageError(Exception):
@@ -21,11 +23,11 @@ class UsageError(Exception):
 
 
 # ------------------------------------------------------------------------------------- option checks
-def existing_path(text: str) -> Path:
-    """``text`` as a Path that exists; UsageError otherwise."""
+def existing_path(text: str, option: str | None = None) -> Path:
+    """``text`` as a Path that exists; UsageError otherwise (naming ``option`` when it is one)."""
     path = Path(text)
     if not path.exists():
-        raise UsageError(f"no such file or directory: {text}")
+        raise UsageError(f"{option} must name an existing file, got {text}" if option else f"no such file or directory: {text}")
     return path
 
 
@@ -44,7 +46,11 @@ def parse_bounds(text: str):
         values = []
     if len(values) != 6:
         raise UsageError(f"--bounds must be 'auto' or six numbers x0,y0,z0,x1,y1,z1, got {text!r}")
-    return values[:3], values[3:]
+    lo, hi = values[:3], values[3:]
+    if not all(math.isfinite(v) for v in values) or any(a >= b for a, b in zip(lo, hi)):
+        raise UsageError(f"--bounds must be six finite numbers x0,y0,z0,x1,y1,z1 with x0 < x1, y0 < y1 and z0 < z1, "
+                         f"got {text!r}")
+    return lo, hi
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -63,6 +69,44 @@ def parse_size(text: str) -> tuple[int, int]:
     raise UsageError(f"--size must look like 640x480, got {text!r}")
 
 
+def plain_name(text: str | None, option: str = "--name") -> str | None:
+    """A base name for output files: None, or a name with no folder in it (the outputs stay in --out).
+
+    Example:
+        >>> plain_name("bunny")
+        'bunny'
+    """
+    if text is not None and (text in ("", ".", "..") or Path(text).name != text or "\\" in text):
+        raise UsageError(f"{option} must be a file name without folders, got {text!r} (use --out for the folder)")
+    return text
+
+
+def object_name(text: str, option: str) -> str:
+    """A built-in object's name (``data.objects.NAMES``); UsageError otherwise."""
+    from data.objects import NAMES
+
+    if text not in NAMES:
+        raise UsageError(f"{option} must be one of {', '.join(NAMES)}, got {text!r}")
+    return text
+
+
+def torch_device(text: str | None, backend: str) -> str | None:
+    """The --device option: None, or a torch device that exists here (only with --backend torch)."""
+    if text is None:
+        return None
+    if backend != "torch":
+        raise UsageError(f"--device needs --backend torch, got --device {text} with --backend {backend}")
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device must be a torch device such as cpu, cuda or cuda:1, got {text!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device must be a device this machine has, got {text!r} but torch sees no CUDA device")
+    return text
+
+
 def mesh_file(text: str | None) -> str | None:
     """The --mesh option: None, or a path ending in one of :data:`data.files.MESH_SUFFIXES`."""
     if text is not None and Path(text).suffix.lower() not in MESH_SUFFIXES:
@@ -70,21 +114,21 @@ def mesh_file(text: str | None) -> str | None:
     return text
 
 
-def output_dir(path: str) -> Path:
-    """The --out directory; UsageError when a file has its name. It is created by the first write, so
-    a run that fails before writing leaves no empty folder behind."""
+def output_dir(path: str, option: str = "--out") -> Path:
+    """An output directory option; UsageError when a file has its name. It is created by the first
+    write, so a run that fails before writing leaves no empty folder behind."""
     out = Path(path)
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out must be a directory, got the file {path}")
+        raise UsageError(f"{option} must be a directory, got the file {path}")
     blocking = next((p for p in out.parents if p.exists()), None)
     if blocking is not None and not blocking.is_dir():
-        raise UsageError(f"--out must be a directory, got a path under the file {blocking}")
+        raise UsageError(f"{option} must be a directory, got a path under the file {blocking}")
     return out
 
 
 # ------------------------------------------------------------------------------------------ commands
 def cmd_demo(args) -> int:
-    size = parse_size(args.size)
+    size, _ = parse_size(args.size), object_name(args.object, "--object")
     from carve.cli.demo import run_demo
 
     run_demo(out=output_dir(args.out), object_name=args.object, views=args.views, resolution=args.resolution,
@@ -99,7 +143,8 @@ def _load_views(args, path: Path, stages: Stages):
 
     with stages("load"):
         options = {"mask_object": args.mask_object} if args.mask_object else {}
-        views = data.load(path, format=args.format, verbose=False, **options)  # stderr is for the error alone
+        views = data.load(path, format=args.format, verbose=False, allow_outside=args.allow_outside_paths,
+                          **options)  # stderr is for the error alone
     problem = masks_problem(views, args.silhouettes)
     if problem:
         raise UsageError(problem)
@@ -116,14 +161,17 @@ def cmd_reconstruct(args) -> int:
     that names the views at fault) and fails with one line (exit status 1): no mesh, grid or picture.
     """
     path, bounds = existing_path(args.path), parse_bounds(args.bounds)
-    mesh_path, out = mesh_file(args.mesh), output_dir(args.out)
+    mesh_path, out, name = mesh_file(args.mesh), output_dir(args.out), plain_name(args.name)
     if args.tolerance is not None and args.tolerance < 0:
         raise UsageError(f"--tolerance must be a number of views >= 0, got {args.tolerance}")
+    device = torch_device(args.device, args.backend)
     from carve.cli import reconstruct as steps
     from carve.cli.outputs import to_dataset_frame
 
     stages = Stages(args.quiet)
     views = _load_views(args, path, stages)
+    if args.tolerance is not None and args.tolerance >= len(views):
+        raise UsageError(f"--tolerance must be smaller than the number of views ({len(views)}), got {args.tolerance}")
     if bounds != "auto":  # the user's box is in the dataset's frame; carving runs in the views' frame
         from data.frames import transform_bounds
 
@@ -134,7 +182,7 @@ def cmd_reconstruct(args) -> int:
     with stages("carve"):
         grid, report = steps.carve_hull(masks, views, outside, exact=args.exact or args.tolerance is not None,
                                         tolerance=args.tolerance or 0, resolution=args.resolution, bounds=bounds,
-                                        method=args.method, backend=args.backend, device=args.device)
+                                        method=args.method, backend=args.backend, device=device)
     stages.say(f"{grid.count():,} occupied voxels of {'x'.join(map(str, grid.shape))}, voxel size "
                f"{grid.voxel_size:.4g}" if grid.count() else "no voxel is left")
     if report is not None and not args.quiet:
@@ -145,7 +193,7 @@ def cmd_reconstruct(args) -> int:
             mesh = steps.mesh_of(grid, views)
         reason = steps.failure(grid, report, mesh)
     grid, mesh = to_dataset_frame(views, grid, mesh) if reason is None else (None, None)
-    name = args.name or path.resolve().name
+    name = name or path.resolve().name
     if report is not None:
         record = steps.views_record(report, views=views, name=name, resolution=args.resolution, masks=source,
                                     times=stages.times, grid=grid)
@@ -166,19 +214,26 @@ def cmd_reconstruct(args) -> int:
 def cmd_view(args) -> int:
     if args.snapshot is not None and Path(args.snapshot).suffix.lower() != ".png":
         raise UsageError(f"--snapshot must end in .png, got {Path(args.snapshot).name}")
-    items = [existing_path(p) for p in args.files]
+    paths = [existing_path(p) for p in args.files]
     cameras_path = existing_path(args.cameras) if args.cameras else None
+    from carve.viz.convert import DRAWABLE_SUFFIXES
+
+    for p in paths:
+        if p.suffix.lower() not in DRAWABLE_SUFFIXES:
+            raise UsageError(f"FILES must end in {', '.join(DRAWABLE_SUFFIXES)}, got {p.name}")
     from carve import viz
+    from carve.viz.convert import load_item
     from carve.viz.display import display_problem
 
+    items = [load_item(p, name="FILES") for p in paths]
     cameras = None
     if cameras_path is not None:
         import data
 
-        cameras = data.load(cameras_path).cameras
+        cameras = data.load(cameras_path, allow_outside=args.allow_outside_paths).cameras
     problem = None if args.snapshot else display_problem()
     if args.snapshot or problem:
-        written = viz.snapshot(*items, path=Path(args.snapshot or Path(items[0]).with_suffix(".png").name),
+        written = viz.snapshot(*items, path=Path(args.snapshot or paths[0].with_suffix(".png").name),
                                cameras=cameras)
         stages = Stages(args.quiet)
         if problem:
@@ -191,9 +246,12 @@ def cmd_view(args) -> int:
 
 def cmd_render(args) -> int:
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"OUT must be a new or empty directory, got the file {args.out}")
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"OUT must be a new or empty directory, got {args.out} with files in it")
     width, height = parse_size(args.size)
+    object_name(args.object, "OBJECT")
     import data
 
     stages = Stages(args.quiet)
@@ -219,12 +277,14 @@ def cmd_depth(args) -> int:
     if not 0 < args.fov < 180:
         raise UsageError(f"--fov must be a horizontal field of view in degrees in (0, 180), got {args.fov:g}")
     paths, out = [existing_path(p) for p in args.images], output_dir(args.out)
-    import cv2
+    if args.model is not None:
+        existing_path(args.model, "--model")
     import numpy as np
     import trimesh
 
     from carve import depth as mono
-    from data.files import atomic_path
+    from data.files import new_folders
+    from data.images import write_image
     from geometry import Camera, intrinsics_from_fov
 
     images = [_read_rgb(path) for path in paths]
@@ -232,8 +292,7 @@ def cmd_depth(args) -> int:
     with stages("depth"):
         depths = mono.predict(images, model=args.model, progress=False if args.quiet else None)
     clouds = []
-    with stages("write"):
-        out.mkdir(parents=True, exist_ok=True)
+    with stages("write"), new_folders(out):
         for path, image, depth in zip(paths, images, depths):
             height, width = depth.shape
             # a photograph has no calibration: an assumed horizontal field of view, camera at the origin
@@ -241,8 +300,7 @@ def cmd_depth(args) -> int:
             points, colors = mono.to_points(image, depth, camera)
             clouds.append((points, colors))
             picture, cloud = out / f"{path.stem}_depth.png", out / f"{path.stem}.ply"
-            with atomic_path(picture) as tmp:
-                cv2.imwrite(str(tmp), colorize_depth(depth))
+            write_image(picture, colorize_depth(depth)[..., ::-1])  # colorize_depth gives OpenCV's BGR
             write_mesh(trimesh.PointCloud(points, colors=colors), cloud)
             stages.say(f"{path.name}: depth {np.nanmin(depth):.2f}..{np.nanmax(depth):.2f}, wrote {picture} and {cloud}")
     if args.view:
@@ -255,6 +313,13 @@ def cmd_train_depth(args) -> int:
 
     from carve.learn.cli import config_from_args
 
+    output_dir(args.out)
+    if args.cache_dir is not None:
+        output_dir(args.cache_dir, "--cache-dir")
+    if args.resume is not None:
+        existing_path(args.resume, "--resume")
+    if args.stop_after is not None and args.stop_after < 1:
+        raise UsageError(f"--stop-after must be a number of epochs >= 1, got {args.stop_after}")
     try:  # a bad option value is a usage error (exit 2), named as the option is spelt
         config_from_args(args, "depth")
     except ValueError as err:

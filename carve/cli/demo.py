@@ -7,11 +7,13 @@ score it against the true shape.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from carve.cli.outputs import Stages, open_viewer, write_results
+from carve.cli.reconstruct import HullFailure
 
 __all__ = ["run_demo", "true_occupancy"]
 
@@ -55,6 +57,10 @@ def run_demo(out: Path, object_name: str = "pretzel", views: int = 36, resolutio
         dict with the silhouette IoU (mean over views), the hull's IoU against the true shape, the
         occupied voxel count and the seconds each stage took.
 
+    Raises:
+        HullFailure: the hull is empty or has no surface (a resolution too coarse for the object),
+            before anything is written.
+
     Example:
         >>> import tempfile
         >>> result = run_demo(tempfile.mkdtemp(), "sphere", views=8, resolution=32, size=(64, 48),
@@ -64,6 +70,7 @@ def run_demo(out: Path, object_name: str = "pretzel", views: int = 36, resolutio
     """
     import data
     from carve import carve, silhouettes
+    from carve.hull import EmptyHullWarning
     from carve.metrics import mask_iou
 
     stages = Stages(quiet)
@@ -75,10 +82,16 @@ def run_demo(out: Path, object_name: str = "pretzel", views: int = 36, resolutio
     with stages("silhouettes"):
         masks = list(silhouettes(images, method="auto", cameras=cameras))  # co-segmented: the views agree
     mask_score = float(np.mean([mask_iou(m, t) for m, t in zip(masks, true_masks)]))
-    with stages("carve"):
+    with stages("carve"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmptyHullWarning)  # an empty hull is the one-line error below
         grid = carve(masks, cameras, resolution=resolution, bounds="auto")
+    coarse = f"at --resolution {resolution} the voxels are coarser than the object's parts; raise --resolution"
+    if not grid.count():
+        raise HullFailure(f"the hull is empty: {coarse}")
     with stages("mesh"):
         hull_mesh = grid.to_mesh(images=images, cameras=cameras)
+    if not len(hull_mesh.faces):
+        raise HullFailure(f"the hull of {grid.count()} voxels has no surface to mesh: {coarse}")
     with stages("evaluate"):
         hull_score, missed = _score_hull(mesh, grid)
     write_results(grid, hull_mesh, Path(out), "demo", stages)

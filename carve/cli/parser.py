@@ -39,6 +39,12 @@ EXAMPLES = {
 }
 
 
+def add_allow_outside(p) -> None:
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="let the dataset's files name images or masks outside its folder (../x.png, /abs/x.png); "
+                        "refused by default, so a downloaded dataset cannot read files elsewhere")
+
+
 def _add_demo(command) -> None:
     p = command("demo", "render a built-in object from 36 views, estimate silhouettes, carve, mesh, snapshot",
                 cmd_demo)
@@ -62,6 +68,7 @@ def _add_reconstruct(command) -> None:
                    help="default: the dataset's silhouettes when it has them, else estimated jointly over the views "
                         "(co-segmentation from 'auto'); "
                         "given: the dataset's (an error when it has none); or estimate them with a method")
+    add_allow_outside(p)
     p.add_argument("--mask-object", choices=["bright", "dark"],
                    help="which value of the dataset's mask files is the object, when neither the format's "
                         "convention nor the image border tells (default: decided from the masks)")
@@ -89,6 +96,7 @@ def _add_view_render_depth(command) -> None:
     p = command("view", "show meshes, point clouds and .npz grids (a snapshot when there is no display)", cmd_view)
     p.add_argument("files", nargs="+", help="mesh, point cloud or grid files")
     p.add_argument("--cameras", help="dataset whose cameras to draw as frustums")
+    add_allow_outside(p)
     p.add_argument("--snapshot", help="write this PNG instead of opening a window")
 
     p = command("render", "write a synthetic dataset of a built-in object to disk", cmd_render)
@@ -167,6 +175,7 @@ def _parse(argv) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run ``carve`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     args = _parse(argv)
+    quiet_before = os.environ.get("TQDM_DISABLE")
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"
     try:
@@ -182,3 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"carve {args.command}: error: {err}", file=sys.stderr)
         return 1
+    finally:  # a caller in the same process (a test, a notebook) keeps its own setting
+        if quiet_before is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = quiet_before

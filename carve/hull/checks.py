@@ -6,11 +6,11 @@ and what came.
 """
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
 
+from data.memory import available_memory
 from geometry import Camera
 from geometry.arrays import describe, is_tensor, shape_text
 
@@ -336,7 +336,7 @@ def check_memory(shape: tuple[int, int, int], n_views: int, image: tuple[int, in
     opts: :func:`check_options`; on CUDA the device's free memory counts too.
     """
     need = memory_estimate(shape, n_views, image, opts["method"], opts["backend"], depth)
-    have = _available_memory()
+    have = available_memory()
     where = "memory"
     if opts["backend"] == "torch" and opts["device"].type == "cuda":
         import torch
@@ -348,21 +348,6 @@ def check_memory(shape: tuple[int, int, int], n_views: int, image: tuple[int, in
         raise MemoryError(f"resolution={opts['resolution']} gives a {shape[0]} x {shape[1]} x {shape[2]} grid that "
                           f"needs about {need / 2**30:.2f} GiB, but only {have / 2**30:.2f} GiB of {where} is available; "
                           "lower the resolution or tighten the bounds")
-
-
-def _available_memory():
-    """Bytes of memory available to a new allocation (MemAvailable), or None when unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 # ------------------------------------------------------------------------------------ conversions

@@ -18,7 +18,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from carve.segmentation.classical import color, color_mask, grabcut_mask, otsu, threshold
+from carve.segmentation.classical import check_grabcut, color, color_mask, grabcut_mask, otsu, threshold
 from carve.segmentation.clean import clean_mask, cleaning, disk, maybe_clean
 from carve.segmentation.colour import color_distance, downsample, kmeans, otsu_split, weighted_lab
 from carve.segmentation.inputs import Images, as_images, as_masks
@@ -113,6 +113,8 @@ def auto(images: Images, *, min_chroma: float = 4.0, min_chroma_share: float = 0
         >>> int(m.sum())
         400
     """
+    if refine:
+        check_grabcut(iterations, band, edge_threshold)
     items = as_images(images)
     options = cleaning(clean, open_radius, keep_fraction, max_hole)
     out = []
@@ -178,6 +180,7 @@ def grabcut(images: Images, *, init: str | Sequence[np.ndarray] = "auto", iterat
         >>> int(m.sum())
         400
     """
+    check_grabcut(iterations, band, edge_threshold)
     items = as_images(images)
     options = cleaning(clean, open_radius, keep_fraction, max_hole)
     if isinstance(init, str) and init == "grabcut":

@@ -23,7 +23,27 @@ from carve.segmentation.colour import border_pixels, border_width, color_distanc
 from carve.segmentation.inputs import Images, as_images
 from data.progress import progress as progress_bar
 
-__all__ = ["threshold", "otsu", "color", "color_mask", "grabcut_mask", "grabcut_labels"]
+__all__ = ["MAX_GRABCUT_ITERATIONS", "threshold", "otsu", "color", "color_mask", "grabcut_mask", "grabcut_labels",
+           "check_grabcut"]
+
+#: GrabCut's iterations at most: its energy stops falling within about ten (Rother et al. 2004 report
+#: convergence in about 12; OpenCV's samples use 5), so 50 is generous, and it bounds the time a
+#: typo such as ``iterations=10**7`` could cost (minutes per image)
+MAX_GRABCUT_ITERATIONS = 50
+
+
+def check_grabcut(iterations, band=None, edge_threshold=None, *, name: str = "iterations") -> None:
+    """ValueError unless ``iterations`` is an integer in [1, MAX_GRABCUT_ITERATIONS], ``band`` None or an
+    integer >= 0 and ``edge_threshold`` None or finite; ``name`` is the caller's name for iterations."""
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or \
+            not 1 <= iterations <= MAX_GRABCUT_ITERATIONS:
+        raise ValueError(f"{name} must be an integer in [1, {MAX_GRABCUT_ITERATIONS}] (GrabCut converges within "
+                         f"about ten), got {iterations!r}")
+    if band is not None and (isinstance(band, bool) or not isinstance(band, (int, np.integer)) or band < 0):
+        raise ValueError(f"band must be None or an integer >= 0 pixels, got {band!r}")
+    if edge_threshold is not None and not (isinstance(edge_threshold, (int, float, np.number))
+                                           and np.isfinite(edge_threshold)):
+        raise ValueError(f"edge_threshold must be None or a finite log-likelihood ratio, got {edge_threshold!r}")
 
 
 def threshold(images: Images, *, level: float = 0.19, dilate: int = 10, erode: int = 7, clean: bool = False,
@@ -59,9 +79,9 @@ def threshold(images: Images, *, level: float = 0.19, dilate: int = 10, erode: i
     for im in progress_bar(items, desc="threshold", enabled=progress):
         m = (gray(im) >= level * 255).astype(np.uint8)
         if dilate:
-            m = cv2.dilate(m, disk(dilate))
+            m = cv2.dilate(m, disk(dilate, m.shape))
         if erode:
-            m = cv2.erode(m, disk(erode), borderType=cv2.BORDER_CONSTANT, borderValue=1)
+            m = cv2.erode(m, disk(erode, m.shape), borderType=cv2.BORDER_CONSTANT, borderValue=1)
         out.append(maybe_clean(m > 0, options))
     return out
 
@@ -179,15 +199,16 @@ def grabcut_mask(image: np.ndarray, mask: np.ndarray, *, iterations: int = 5, ba
     background, the convention of reference silhouettes (TUM, Middlebury) where only pixels wholly
     on the object are object. None keeps GrabCut's boundary as it is. Returns (H, W) bool.
     """
+    check_grabcut(iterations, band, edge_threshold)
     if not mask.any():
         return mask.copy()
     h, w = mask.shape
     r = int(band) if band is not None else max(2, int(round(0.01 * np.hypot(h, w))))
     m = mask.astype(np.uint8)
     labels = np.full(m.shape, cv2.GC_BGD, np.uint8)
-    labels[cv2.dilate(m, disk(r)) > 0] = cv2.GC_PR_BGD
+    labels[cv2.dilate(m, disk(r, m.shape)) > 0] = cv2.GC_PR_BGD
     labels[m > 0] = cv2.GC_PR_FGD
-    labels[cv2.erode(m, disk(r), borderType=cv2.BORDER_CONSTANT, borderValue=1) > 0] = cv2.GC_FGD
+    labels[cv2.erode(m, disk(r, m.shape), borderType=cv2.BORDER_CONSTANT, borderValue=1) > 0] = cv2.GC_FGD
     out = grabcut_labels(image, labels, iterations=iterations, edge_threshold=edge_threshold, cleaning=cleaning,
                          pad=3 * r)
     return mask.copy() if out is None else out
@@ -208,6 +229,7 @@ def grabcut_labels(image: np.ndarray, labels: np.ndarray, *, iterations: int = 5
         (H, W) bool, or None when there is nothing to learn one of the two colour models from (or
         OpenCV finds the models degenerate): the caller keeps what it had.
     """
+    check_grabcut(iterations, None, edge_threshold)
     h, w = labels.shape
     ys, xs = np.nonzero(labels != cv2.GC_BGD)
     if len(ys) == 0:

@@ -15,9 +15,16 @@ from scipy import ndimage as ndi
 __all__ = ["disk", "default_open_radius", "clean_mask", "cleaning", "maybe_clean"]
 
 
-def disk(radius: int) -> np.ndarray:
-    """Elliptic structuring element of ``radius`` px: (2r + 1, 2r + 1) uint8."""
+def disk(radius: int, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Elliptic structuring element of ``radius`` px: (2r + 1, 2r + 1) uint8.
+
+    With the ``shape`` (H, W[, C]) of the image it is for, the radius is capped at the image's
+    diagonal: a wider disk reaches no further pixel, so dilations, erosions and openings come out
+    the same, while a user's ``radius=10**6`` would otherwise build a terabyte kernel.
+    """
     r = int(radius)
+    if shape is not None:
+        r = min(r, int(np.ceil(np.hypot(shape[0], shape[1]))))
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
@@ -49,7 +56,7 @@ def clean_mask(mask: np.ndarray, *, open_radius: int | None = None, keep_fractio
     m = mask.astype(np.uint8)
     r = default_open_radius(mask.shape) if open_radius is None else int(open_radius)
     if r > 0:
-        m = cv2.morphologyEx(m, cv2.MORPH_OPEN, disk(r))
+        m = cv2.morphologyEx(m, cv2.MORPH_OPEN, disk(r, m.shape))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     if n <= 1:
         return np.zeros(mask.shape, bool)

@@ -40,7 +40,7 @@ from carve.hull.agreement import SLACK_CAP_PX, VIEW_SHARE
 from carve.hull.checks import camera_matrices, check_image_size
 from carve.hull.reprojection import reproject
 from carve.segmentation.auto import initial_masks
-from carve.segmentation.classical import grabcut_labels
+from carve.segmentation.classical import check_grabcut, grabcut_labels
 from carve.segmentation.clean import cleaning, disk
 from carve.segmentation.inputs import Images, as_images
 from data.progress import progress as progress_bar
@@ -277,9 +277,9 @@ def _initial(items, cams, init, init_params, consistent, vote_share, progress) -
 def _check_options(vote_share, max_iterations, change, grabcut_iterations) -> None:
     if not 0 <= vote_share < 0.5:
         raise ValueError(f"vote_share must be a share of the views in [0, 0.5), got {vote_share!r}")
-    for name, value in (("max_iterations", max_iterations), ("grabcut_iterations", grabcut_iterations)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer)) or max_iterations < 1:
+        raise ValueError(f"max_iterations must be an integer >= 1, got {max_iterations!r}")
+    check_grabcut(grabcut_iterations, name="grabcut_iterations")
     if not 0 <= change < 1:
         raise ValueError(f"change must be a share of the mask pixels in [0, 1), got {change!r}")
 

@@ -17,13 +17,15 @@ from geometry import Camera, unproject
 from geometry.arrays import to_numpy
 
 __all__ = ["to_open3d_geometry", "convert_items", "load_item", "camera_frustums", "frustum_scale", "as_camera",
-           "MESH_COLOR", "POINT_COLOR", "FRUSTUM_COLOR", "MESH_SUFFIXES", "POINT_SUFFIXES"]
+           "MESH_COLOR", "POINT_COLOR", "FRUSTUM_COLOR", "MESH_SUFFIXES", "POINT_SUFFIXES", "DRAWABLE_SUFFIXES"]
 
 MESH_COLOR = (0.78, 0.80, 0.85)
 POINT_COLOR = (0.16, 0.36, 0.66)
 FRUSTUM_COLOR = (0.85, 0.33, 0.10)
 #: point-cloud file extensions read through Open3D (meshes: :data:`data.files.MESH_SUFFIXES`, via trimesh)
 POINT_SUFFIXES = (".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts")
+#: every file extension the viewer reads: meshes, point clouds and voxel grids (.npz)
+DRAWABLE_SUFFIXES = MESH_SUFFIXES + POINT_SUFFIXES + (".npz",)
 
 
 def to_open3d_geometry(item, name: str = "item"):
@@ -125,9 +127,8 @@ def load_item(path: Path, name: str = "path"):
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    known = MESH_SUFFIXES + POINT_SUFFIXES + (".npz",)
-    if suffix not in known:
-        raise ValueError(f"{name} must be a file ending in {', '.join(known)}, got {str(path)!r}")
+    if suffix not in DRAWABLE_SUFFIXES:
+        raise ValueError(f"{name} must be a file ending in {', '.join(DRAWABLE_SUFFIXES)}, got {str(path)!r}")
     if not path.is_file():
         raise FileNotFoundError(f"{name} must name an existing file, got {str(path)!r}")
     if suffix == ".npz":
