@@ -153,10 +153,30 @@ def _views_record(folder: Path, variant: int) -> Path:
                        folder / "demo_views.json")
 
 
+def _snapshot(folder: Path, variant: int) -> Path:
+    import trimesh
+
+    from carve import viz
+
+    try:
+        viz.check_headless()
+    except RuntimeError as err:
+        pytest.skip(str(err))
+    return viz.snapshot(trimesh.creation.icosphere(subdivisions=1 + variant), path=folder / "view.png", size=(64, 48))
+
+
+def _scene_cache(folder: Path, variant: int) -> Path:
+    from carve.learn.scenes import cache_file, render_split
+
+    cache = folder / "cache"  # made by the writer: a failed write must not leave it behind empty
+    render_split("val", 2, 16 + 16 * variant, progress=False, cache_dir=cache)
+    return cache_file(cache, "val", 2, 16 + 16 * variant)
+
+
 WRITERS = {
     "VoxelGrid.save": _grid, "write_image": _image, "data.save tum": _dataset("tum"),
     "data.save blender": _dataset("blender"), "save_model": _model, "timing.write_json": _json,
-    "plot_history": _curves, "write_views": _views_record,
+    "plot_history": _curves, "write_views": _views_record, "viz.snapshot": _snapshot, "scene cache": _scene_cache,
     **{f"write_mesh {s}": _mesh(s) for s in (".ply", ".obj", ".glb", ".gltf", ".stl", ".off")},
 }
 

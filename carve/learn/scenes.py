@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from carve.learn import distributed
-from data.files import atomic_path
+from data.files import atomic_path, new_folders
 from data.progress import progress as progress_bar
 
 __all__ = ["SPLIT_SEEDS", "RenderedScenes", "render_split", "cache_file"]
@@ -94,8 +94,7 @@ def render_split(split: str, count: int, size: int, *, progress: bool = True, ca
             return cached
     res = _render(split, count, size, progress)
     if distributed.rank() == 0:
-        f.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(f) as tmp:  # same suffix: np.savez adds none
+        with new_folders(f.parent), atomic_path(f) as tmp:  # same suffix: np.savez adds none
             np.savez(tmp, images=res.images.numpy(), depth=res.depth.numpy(), mask=res.mask.numpy(),
                      seeds=res.seeds.numpy())
     return res

@@ -52,7 +52,8 @@ from pathlib import Path
 import numpy as np
 
 from carve.viz.framing import check_size, check_up, scene, turntable as turntable_cameras, view_camera
-from data.files import atomic_path
+from data.files import new_folders
+from data.images import write_image
 from geometry import Camera, pixel_rays
 
 __all__ = ["snapshot", "render", "check_headless", "shade", "BACKGROUND"]
@@ -318,7 +319,6 @@ def snapshot(*items, path: str | os.PathLike, size: tuple[int, int] | None = Non
         >>> snapshot(trimesh.creation.icosphere(), path=out, size=(64, 48)) == out
         True
     """
-    import cv2
 
     targets = _png_paths(path, turntable)
     size, given = check_size(size)
@@ -327,11 +327,9 @@ def snapshot(*items, path: str | os.PathLike, size: tuple[int, int] | None = Non
     cam, centre = view_camera(view, lo, hi, up, size, given)
     cams = turntable_cameras(cam, centre, up, int(turntable)) if turntable else [cam]
     images = _render_frames(geometries, cams, up)
-    targets[0].parent.mkdir(parents=True, exist_ok=True)
-    for target, image in zip(targets, images):
-        with atomic_path(target) as tmp:
-            if not cv2.imwrite(str(tmp), np.ascontiguousarray(image[:, :, ::-1])):
-                raise OSError(f"could not write a PNG to {str(target)!r}")
+    with new_folders(targets[0].parent):
+        for target, image in zip(targets, images):
+            write_image(target, image)  # encoded in memory: cv2.imwrite reports no short write
     return targets if turntable else targets[0]
 
 
