@@ -267,8 +267,8 @@ def load(path, *, split: str = "all", background=None, silhouettes=True, mask_pa
             a = alpha[..., None].astype(np.float32) / 255
             bg = np.asarray(background, np.float32).reshape(1, 1, 3)
             rgb = np.clip(rgb * a + bg * (1 - a) + 0.5, 0, 255).astype(np.uint8)
-        if masks is None and alpha is not None:
-            m = alpha >= ALPHA_OBJECT
+        if masks is None and alpha is not None and silhouettes is not False and silhouettes is not None:
+            m = alpha >= ALPHA_OBJECT  # silhouettes=False reads none, alpha included
         if np.any(dist):
             rgb = undistort(rgb, k, dist) if rgb is not None else None
             m = undistort_mask(m, k, dist) if m is not None else None

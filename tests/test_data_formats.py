@@ -266,6 +266,7 @@ def test_blender_with_intrinsics(source, tmp_path):
     assert_same_cameras(mv.cameras, source.cameras)          # OpenGL flip and half pixel undone
     assert all((a == b).all() for a, b in zip(mv.silhouettes, source.silhouettes))  # from alpha
     assert all((a == b).all() for a, b in zip(mv.images, source.images))
+    assert data.load(tmp_path / "nerf", silhouettes=False, verbose=False).silhouettes is None  # none: alpha neither
 
 
 def test_blender_camera_angle_only(source, tmp_path):
