@@ -4,7 +4,9 @@ Every function takes the same kinds of items (see :func:`to_open3d_geometry`): t
 clouds, Open3D geometries, ``(N, 3)`` arrays of points, ``(points, colors)`` pairs, voxel grids
 (:class:`carve.VoxelGrid` or anything with ``to_mesh``/``to_open3d``) and file paths.
 
-- :func:`show` opens a window (Open3D's classic ``Visualizer``); with no display it raises a
+- :func:`show` opens a window (Open3D's classic ``Visualizer``) framed on the object, its size fitted
+  to the screen; :data:`CONTROLS` lists its keys and mouse controls. With no display (no X server
+  that accepts us, or no OpenGL driver: checked in a child process within 3 s) it raises a
   ``RuntimeError`` that points to :func:`snapshot`. :func:`has_display` says beforehand whether it can.
 - :func:`snapshot` writes PNGs with ``open3d.visualization.rendering.OffscreenRenderer`` (Filament),
   from a default 3/4 view that frames everything, from a :class:`geometry.Camera`, or from an
@@ -15,7 +17,8 @@ clouds, Open3D geometries, ``(N, 3)`` arrays of points, ``(points, colors)`` pai
 
 Modules: :mod:`~carve.viz.convert` (items and cameras to Open3D geometries, file loading),
 :mod:`~carve.viz.framing` (bounds, default and given views, turntables), :mod:`~carve.viz.offscreen`
-(headless rendering), :mod:`~carve.viz.display` (the display check), :mod:`~carve.viz.window` (show).
+(headless rendering), :mod:`~carve.viz.display` (the display check), :mod:`~carve.viz.window` (show),
+:mod:`~carve.viz.controls` (the controls' text).
 
 Example:
     >>> import numpy as np
@@ -23,13 +26,20 @@ Example:
     >>> type(viz.to_open3d_geometry(np.random.default_rng(0).random((10, 3)))).__name__
     'PointCloud'
 """
-from carve.viz.convert import (FRUSTUM_COLOR, MESH_COLOR, MESH_SUFFIXES, POINT_COLOR, POINT_SUFFIXES,
-                               camera_frustums, to_open3d_geometry)
-from carve.viz.display import display_problem, has_display
-from carve.viz.framing import DEFAULT_SIZE
-from carve.viz.offscreen import BACKGROUND, check_headless, render, snapshot
-from carve.viz.window import show
+from data.lazy import lazy_attributes
 
-__all__ = ["show", "snapshot", "render", "camera_frustums", "to_open3d_geometry", "check_headless",
-           "has_display", "display_problem", "BACKGROUND", "MESH_COLOR", "POINT_COLOR", "FRUSTUM_COLOR",
-           "DEFAULT_SIZE", "MESH_SUFFIXES", "POINT_SUFFIXES"]
+# public name -> the module that defines it: loaded on first use, so that ``carve view --help`` can
+# read the controls (carve.viz.controls) without importing numpy or Open3D
+_EXPORTS = {
+    "to_open3d_geometry": "carve.viz.convert", "camera_frustums": "carve.viz.convert",
+    "MESH_COLOR": "carve.viz.convert", "POINT_COLOR": "carve.viz.convert", "FRUSTUM_COLOR": "carve.viz.convert",
+    "MESH_SUFFIXES": "carve.viz.convert", "POINT_SUFFIXES": "carve.viz.convert",
+    "display_problem": "carve.viz.display", "has_display": "carve.viz.display", "screen_size": "carve.viz.display",
+    "DEFAULT_SIZE": "carve.viz.framing",
+    "BACKGROUND": "carve.viz.offscreen", "check_headless": "carve.viz.offscreen", "render": "carve.viz.offscreen",
+    "snapshot": "carve.viz.offscreen",
+    "CONTROLS": "carve.viz.controls", "show": "carve.viz.window",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)

@@ -13,11 +13,13 @@ from carve.viz.convert import as_camera, camera_frustums, convert_items, frustum
 from geometry import Camera, intrinsics_from_fov
 from geometry.arrays import to_numpy
 
-__all__ = ["scene", "bounds", "default_camera", "view_camera", "turntable", "check_up", "check_size",
-           "DEFAULT_SIZE", "FOV"]
+__all__ = ["scene", "bounds", "object_bounds", "default_camera", "view_camera", "window_camera", "window_size",
+           "turntable", "check_up", "check_size", "DEFAULT_SIZE", "FOV", "WINDOW_FILL"]
 
 DEFAULT_SIZE = (960, 720)  # (width, height) of a snapshot
 FOV = 40.0                 # horizontal field of view of the default view, degrees
+WINDOW_FILL = 0.6          # the window's first view: the object spans 60 % of the window (the binding way)
+_FILL = 0.92               # a snapshot's default view: the box spans 92 % of the picture (an 8 % margin)
 _AZIMUTH = -55.0           # default view: degrees around `up`, from the first horizontal axis
 _ELEVATION = 28.0          # default view: degrees above the horizontal plane
 
@@ -31,6 +33,18 @@ def bounds(geometries) -> tuple[np.ndarray, np.ndarray]:
         lo = np.minimum(lo, box.min_bound)
         hi = np.maximum(hi, box.max_bound)
     return lo, hi
+
+
+def object_bounds(geometries, has_frustums: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lo, hi, points): the box around what the viewer is about, the items of :func:`scene` without
+    the camera frustums it appends last (the frustums when they are all there is), and up to 20000
+    of their points (vertices), (N, 3), to frame the view on the object's shape, not on its box."""
+    objects = geometries[:-1] if has_frustums and len(geometries) > 1 else geometries
+    lo, hi = bounds(objects)
+    points = [np.asarray(getattr(g, "vertices", None) or getattr(g, "points")) for g in objects]
+    points = np.concatenate([p for p in points if len(p)] or [np.stack([lo, hi])])
+    step = max(1, len(points) // 20000)
+    return lo, hi, points[::step]
 
 
 def scene(items, cameras=None, name: str = "items") -> tuple[list, tuple[np.ndarray, np.ndarray]]:
@@ -87,11 +101,15 @@ def _horizontal_axes(up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return e1, np.cross(up, e1)
 
 
-def default_camera(lo: np.ndarray, hi: np.ndarray, up: np.ndarray, size: tuple[int, int]) -> Camera:
+def default_camera(lo: np.ndarray, hi: np.ndarray, up: np.ndarray, size: tuple[int, int],
+                   fill: float = _FILL, points: np.ndarray | None = None) -> Camera:
     """A 3/4 view from above of the box lo..hi, as close as it can be with all 8 corners in frame.
 
     Args:
         lo, hi: (3,) corners of the box. up: (3,) unit world up. size: (width, height).
+        fill: the fraction of the picture's width and height the box's corners may span (0.92: an
+            8 % margin; the window's first view uses :data:`WINDOW_FILL`).
+        points: (N, 3) points that must fit (default: the box's 8 corners); it looks at the box centre.
 
     Example:
         >>> import numpy as np
@@ -107,8 +125,10 @@ def default_camera(lo: np.ndarray, hi: np.ndarray, up: np.ndarray, size: tuple[i
     direction = math.cos(el) * (math.cos(az) * e1 + math.sin(az) * e2) + math.sin(el) * up
     R = Camera.look_at(target + direction, target, up, K=K).R[0]
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    if points is not None:
+        corners = np.asarray(points, np.float64)
     local = (corners - target) @ R.T  # camera axes: right, down, forward
-    tan_x, tan_y = 0.92 * (W / 2) / K[0, 0], 0.92 * (H / 2) / K[1, 1]  # keep an 8 % margin
+    tan_x, tan_y = fill * (W / 2) / K[0, 0], fill * (H / 2) / K[1, 1]
     # a corner at (x, y, z) fits when |x| <= tan_x * (dist + z) and |y| <= tan_y * (dist + z)
     need = np.concatenate([np.abs(local[:, 0]) / tan_x, np.abs(local[:, 1]) / tan_y]) - np.tile(local[:, 2], 2)
     radius = float(np.linalg.norm(hi - lo)) / 2
@@ -149,6 +169,51 @@ def view_camera(view, lo: np.ndarray, hi: np.ndarray, up: np.ndarray, size: tupl
                              fov=view.get("fov", FOV), width=size[0], height=size[1])
         return cam, target
     raise TypeError(f"view must be None, a geometry.Camera or a dict(eye=, target=, up=), got {type(view).__name__}")
+
+
+def window_camera(view, lo: np.ndarray, hi: np.ndarray, up: np.ndarray, size: tuple[int, int],
+                  points: np.ndarray | None = None) -> tuple[Camera, np.ndarray]:
+    """(camera, (3,) point the view turns around) for a window's first view, at the window's size.
+
+    ``view`` None: a 3/4 view from above of the box lo..hi (the object, not the cameras) in which the
+    object's ``points`` (default: the box's corners) span :data:`WINDOW_FILL` of the window. A one-camera :class:`geometry.Camera`: that camera's pose and
+    vertical field of view (looking through it), turning around the point on its axis at the depth
+    of the box centre. A dict: as for :func:`view_camera`.
+
+    Example:
+        >>> import numpy as np
+        >>> cam, pivot = window_camera(None, -np.ones(3), np.ones(3), np.array([0.0, 0, 1]), (80, 60))
+        >>> (cam.width, cam.height), pivot.tolist()
+        ((80, 60), [0.0, 0.0, 0.0])
+    """
+    W, H = size
+    centre = (lo + hi) / 2
+    if view is None:
+        return default_camera(lo, hi, up, size, fill=WINDOW_FILL, points=points), centre
+    if isinstance(view, Camera):
+        cam = _camera_view(view, size, False)
+        f = float(cam.K[0, 1, 1]) * H / cam.height  # the same vertical field of view
+        K = np.array([[f, 0.0, (W - 1) / 2], [0.0, f, (H - 1) / 2], [0.0, 0.0, 1.0]])
+        R, C = cam.R[0], cam.center[0]
+        depth = max(float(R[2] @ (centre - C)), 1e-3 * max(float(np.linalg.norm(hi - lo)), 1e-9))
+        return Camera(K, R, cam.T[0], W, H), C + depth * R[2]
+    return view_camera(view, lo, hi, up, size, True)
+
+
+def window_size(screen: tuple[int, int] | None, aspect: float = 4 / 3) -> tuple[int, int]:
+    """A window's default (width, height): 1280 x 960 at most, and within 85 % of the screen's width
+    and of its height less 60 pixels (title bar, panels); 1024 x 768 where the screen is unknown.
+
+    Example:
+        >>> window_size((1280, 1024)), window_size((3840, 2160)), window_size(None)
+        ((1080, 810), (1280, 960), (1024, 768))
+    """
+    if screen is None:
+        return 1024, 768
+    sw, sh = screen
+    height = min(960.0, 1280.0 / aspect, 0.85 * sh - 60, 0.85 * sw / aspect)
+    height = int(round(max(height, 120.0)))
+    return int(round(height * aspect)), height
 
 
 def turntable(cam: Camera, centre: np.ndarray, up: np.ndarray, frames: int) -> list[Camera]:
