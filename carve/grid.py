@@ -121,14 +121,20 @@ class VoxelGrid:
         return VoxelGrid(np.ascontiguousarray(occ), gain * corner + t, self.voxel_size * float(scale[0]))
 
     # -------------------------------------------------------------------------------------- meshing
-    def to_mesh(self, images=None, cameras=None, smooth=0.0, progress=None):
+    def to_mesh(self, images=None, cameras=None, smooth=0.0, progress=None, *, masks=None, outside="auto"):
         """The surface of the occupied voxels by marching cubes, in world units (:mod:`carve.mesh`).
 
         The grid is padded by one empty voxel so the mesh is closed (watertight where the object does
-        not touch the box's faces); vertex positions are world positions of the voxel-centre lattice
-        ``lo + (index + 0.5) * voxel_size``; faces are wound counter-clockwise seen from outside.
+        not touch the box's faces); faces are wound counter-clockwise seen from outside. Without
+        ``masks``, vertex positions are world positions of the voxel-centre lattice ``lo + (index +
+        0.5) * voxel_size`` (midpoints of its edges); with the silhouettes the grid was carved from,
+        each vertex moves along its lattice edge onto the hull's own surface, at sub-pixel precision
+        (:func:`carve.surface.snap_to_hull`): same faces and topology, a mesh no longer on the lattice.
 
         Args:
+            masks: the B (H, W) silhouettes the grid was carved from (with ``cameras``), to put the
+                vertices on the hull's surface; not with ``smooth``.
+            outside: the carving's outside policy, for ``masks`` (see :func:`carve.carve`).
             images: optional (B, H, W, 3) RGB images (uint8, or float in [0, 1]) or a list of them, to
                 colour the vertices: each vertex gets the average colour of the views that see it
                 (in front, inside the image, facing the camera, not occluded by the mesh), weighted by
@@ -150,10 +156,18 @@ class VoxelGrid:
         """
         from carve.mesh import vertex_colors, voxel_surface
 
-        if (images is None) != (cameras is None):
-            raise ValueError("images and cameras must be given together to colour the mesh, got only "
-                             + ("images" if cameras is None else "cameras"))
+        if images is not None and cameras is None:
+            raise ValueError("images and cameras must be given together to colour the mesh, got only images")
+        if masks is not None and (cameras is None or smooth):
+            raise ValueError("masks need their cameras and smooth=0 to put the vertices on the hull, got "
+                             + ("no cameras" if cameras is None else f"smooth={smooth}"))
+        if cameras is not None and images is None and masks is None:
+            raise ValueError("cameras need images (to colour) or masks (to snap to the hull), got only cameras")
         mesh = voxel_surface(self, smooth)
+        if masks is not None:
+            from carve.surface import snap_to_hull
+
+            mesh = snap_to_hull(mesh, self, masks, cameras, outside=outside)
         if images is not None and len(mesh.vertices):
             mesh.visual.vertex_colors = vertex_colors(mesh, images, cameras, self.voxel_size, progress)
         return mesh
