@@ -13,7 +13,7 @@ One row per real dataset in ``../shared/datasets`` (a missing one is skipped wit
   does with no flags;
 - ``lego``, the NeRF synthetic training split (100 views); its alpha is the ground-truth mask.
 
-Each row runs the functions ``carve reconstruct`` runs (:mod:`carve.cli.reconstruct`: load, masks,
+Each row runs the functions ``carve reconstruct`` runs (:mod:`carve.pipeline.steps`: load, masks,
 outside policy, the robust hull, the empty/degenerate check, the coloured mesh; not the file writing
 or the snapshot) at ``--resolution`` and times them: the median of ``--repeats`` runs, with no
 warm-up, so a one-off compilation shows only when it is most of every run.
@@ -121,7 +121,7 @@ def reconstruct(path: Path, choice: str, resolution: int):
         dict: views, masks (the source), outside, grid (carving frame), report, failure (str or None).
     """
     import data
-    from carve.cli import reconstruct as steps
+    from carve.pipeline import steps
 
     quiet = lambda line: None  # noqa: E731 (the benchmark prints its table, not the command's news)
     views = data.load(path, verbose=False)
@@ -133,7 +133,7 @@ def reconstruct(path: Path, choice: str, resolution: int):
     grid, report = steps.carve_hull(masks, views, outside, resolution=resolution)
     reason = steps.failure(grid, report)
     if reason is None:
-        reason = steps.failure(grid, report, steps.mesh_of(grid, views))
+        reason = steps.failure(grid, report, steps.mesh_of(grid, views, masks, outside, report))
     return {"views": views, "masks": source, "mask_arrays": masks, "outside": outside, "grid": grid, "report": report,
             "failure": reason}
 
@@ -141,7 +141,7 @@ def reconstruct(path: Path, choice: str, resolution: int):
 def exact_hull(views, resolution: int):
     """The exact hull of the dataset's ground-truth masks (outside policy as the command's)."""
     from carve import carve
-    from carve.cli.reconstruct import outside_policy
+    from carve.pipeline.steps import outside_policy
 
     outside = outside_policy(views.silhouettes, views.names, lambda line: None)
     return carve(views.silhouettes, views.cameras, resolution=resolution, outside=outside)

@@ -57,7 +57,8 @@ _EXPORTS = {
     "silhouettes": "carve.segmentation",
 }
 # sub-packages and modules reachable as attributes (carve.metrics.mask_iou, carve.viz.show, ...)
-_SUBMODULES = {"hull", "grid", "mesh", "metrics", "segmentation", "depth", "learn", "viz", "cli"}
+_SUBMODULES = {"hull", "grid", "mesh", "surface", "metrics", "segmentation", "depth", "learn", "viz", "pipeline", "batch",
+               "cli"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 __getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, _SUBMODULES)

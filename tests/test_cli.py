@@ -105,7 +105,8 @@ def test_view_with_a_stale_display_falls_back_to_a_snapshot(tmp_path):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="display detection is for Linux")
 def test_viewer_with_a_stale_display_says_so_and_goes_on(monkeypatch, capsys):
-    from carve.cli.outputs import Stages, open_viewer
+    from carve.cli.outputs import open_viewer
+    from carve.pipeline.outputs import Stages
 
     monkeypatch.setenv("DISPLAY", ":97")  # no X server listens there
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -118,7 +119,7 @@ def test_viewer_with_a_stale_display_says_so_and_goes_on(monkeypatch, capsys):
 def test_every_mesh_suffix_is_written_as_one_file_and_read_back(tmp_path):
     import trimesh
 
-    from carve.cli.outputs import write_mesh
+    from carve.pipeline.outputs import write_mesh
     from carve.viz import to_open3d_geometry
     from data.files import MESH_SUFFIXES
 

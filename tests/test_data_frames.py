@@ -11,7 +11,7 @@ import pytest
 import carve
 import data
 from carve import VoxelGrid
-from carve.cli.outputs import to_dataset_frame
+from carve.pipeline.outputs import to_dataset_frame
 from data.frames import (MIRROR, NonMetricWarning, orient_poses, orient_projections, to_dataset_mesh,
                          to_dataset_points, transform_bounds)
 from data.tum import read_projection

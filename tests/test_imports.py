@@ -22,12 +22,15 @@ PACKAGE_DEPS = {"geometry": set(), "data": {"geometry"}, "carve": {"geometry", "
 CARVE_DEPS = {
     "carve.metrics": set(),
     "carve.mesh": set(),
-    "carve.grid": {"carve.mesh"},
+    "carve.surface": set(),
+    "carve.grid": {"carve.mesh", "carve.surface"},
     "carve.hull": {"carve.grid"},
     "carve.learn": {"carve.metrics"},
     "carve.depth": {"carve.learn", "carve.metrics", "carve.hull", "carve.grid"},
     "carve.segmentation": {"carve.learn", "carve.metrics", "carve.hull", "carve.grid"},
     "carve.viz": {"carve.grid", "carve.mesh"},
+    "carve.pipeline": {"carve.hull", "carve.grid", "carve.mesh", "carve.surface", "carve.segmentation", "carve.viz"},
+    "carve.batch": {"carve.pipeline", "carve.hull"},
     "carve.cli": None,  # everything
     "carve.__main__": {"carve.cli"},
     "carve": set(),

@@ -109,7 +109,7 @@ def _mesh(suffix: str):
     def write(folder: Path, variant: int) -> Path:
         import trimesh
 
-        from carve.cli.outputs import write_mesh
+        from carve.pipeline.outputs import write_mesh
 
         return write_mesh(trimesh.creation.icosphere(subdivisions=2 + variant), folder / f"mesh{suffix}")
     return write
@@ -147,7 +147,7 @@ def _curves(folder: Path, variant: int) -> Path:
 
 
 def _views_record(folder: Path, variant: int) -> Path:
-    from carve.cli.reconstruct import write_views
+    from carve.pipeline.steps import write_views
 
     return write_views({"variant": variant, "views": [{"name": f"v{i}", "kept": True} for i in range(300)]},
                        folder / "demo_views.json")

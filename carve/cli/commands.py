@@ -10,10 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from carve.cli.outputs import Stages, colorize_depth, open_viewer, write_mesh, write_results
+from carve.cli.outputs import colorize_depth, open_viewer
+from carve.pipeline.outputs import Stages, write_mesh
 from data.files import MESH_SUFFIXES  # the standard library only
 
-__all__ = ["UsageError", "cmd_demo", "cmd_reconstruct", "cmd_view", "cmd_render", "cmd_depth", "cmd_train_depth",
+__all__ = ["UsageError", "cmd_demo", "cmd_reconstruct", "cmd_batch", "reconstruct_options", "cmd_view", "cmd_render", "cmd_depth", "cmd_train_depth",
            "cmd_bench", "existing_path", "parse_bounds", "parse_size", "plain_name", "object_name", "torch_device",
            "mesh_file", "output_dir"]
 
@@ -136,84 +137,70 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def _load_views(args, path: Path, stages: Stages):
-    """The dataset at ``path``, once its masks can come from ``--silhouettes`` (else UsageError)."""
-    import data
-    from carve.cli.reconstruct import masks_problem
-
-    with stages("load"):
-        options = {"mask_object": args.mask_object} if args.mask_object else {}
-        views = data.load(path, format=args.format, verbose=False, allow_outside=args.allow_outside_paths,
-                          **options)  # stderr is for the error alone
-    problem = masks_problem(views, args.silhouettes)
-    if problem:
-        raise UsageError(problem)
-    stages.say(f"{views.format} dataset{'' if args.format else ' (detected)'}: {len(views)} views of "
-               f"{views.width}x{views.height} px"
-               + ("" if views.images is not None else ", masks only (the mesh is not coloured)"))
-    return views
+def reconstruct_options(args) -> dict:
+    """The options of :func:`carve.pipeline.reconstruct` that ``reconstruct`` and ``batch`` share, checked
+    (UsageError): format, masks, resolution, method, backend, device, exact, tolerance, bounds."""
+    if args.tolerance is not None and args.tolerance < 0:
+        raise UsageError(f"--tolerance must be a number of views >= 0, got {args.tolerance}")
+    return dict(format=args.format, silhouettes=args.silhouettes, mask_object=args.mask_object,
+                allow_outside_paths=args.allow_outside_paths, resolution=args.resolution, method=args.method,
+                backend=args.backend, device=torch_device(args.device, args.backend), exact=args.exact,
+                tolerance=args.tolerance, bounds=parse_bounds(args.bounds))
 
 
 def cmd_reconstruct(args) -> int:
-    """Load, masks, hull (robust unless --exact), mesh, write: the steps of :mod:`carve.cli.reconstruct`.
+    """Load, masks, hull (robust unless --exact), mesh, write: :func:`carve.pipeline.reconstruct`, which prints.
 
     An empty or degenerate hull prints its diagnosis, writes only ``NAME_views.json`` (the report
     that names the views at fault) and fails with one line (exit status 1): no mesh, grid or picture.
     """
-    path, bounds = existing_path(args.path), parse_bounds(args.bounds)
+    path = existing_path(args.path)
     mesh_path, out, name = mesh_file(args.mesh), output_dir(args.out), plain_name(args.name)
-    if args.tolerance is not None and args.tolerance < 0:
-        raise UsageError(f"--tolerance must be a number of views >= 0, got {args.tolerance}")
-    device = torch_device(args.device, args.backend)
-    from carve.cli import reconstruct as steps
-    from carve.cli.outputs import to_dataset_frame
+    options = reconstruct_options(args)
+    from carve.pipeline import OptionError, reconstruct
 
-    stages = Stages(args.quiet)
-    views = _load_views(args, path, stages)
-    if args.tolerance is not None and args.tolerance >= len(views):
-        raise UsageError(f"--tolerance must be smaller than the number of views ({len(views)}), got {args.tolerance}")
-    if bounds != "auto":  # the user's box is in the dataset's frame; carving runs in the views' frame
-        from data.frames import transform_bounds
-
-        bounds = tuple(transform_bounds(bounds, views.world_from_dataset))
-    with stages("silhouettes"):
-        masks, source = steps.choose_masks(views, args.silhouettes, stages.say)
-    outside = steps.outside_policy(masks, views.names, stages.say)
-    with stages("carve"):
-        grid, report = steps.carve_hull(masks, views, outside, exact=args.exact or args.tolerance is not None,
-                                        tolerance=args.tolerance or 0, resolution=args.resolution, bounds=bounds,
-                                        method=args.method, backend=args.backend, device=device)
-    stages.say(f"{grid.count():,} occupied voxels of {'x'.join(map(str, grid.shape))}, voxel size "
-               f"{grid.voxel_size:.4g}" if grid.count() else "no voxel is left")
-    if report is not None and not args.quiet:
-        print(report.table(), flush=True)  # it ends with the report's diagnosis, if any
-    reason, mesh = steps.failure(grid, report), None
-    if reason is None:
-        with stages("mesh"):
-            mesh = steps.mesh_of(grid, views)
-        reason = steps.failure(grid, report, mesh)
-    grid, mesh = to_dataset_frame(views, grid, mesh) if reason is None else (None, None)
-    name = name or path.resolve().name
-    if report is not None:
-        record = steps.views_record(report, views=views, name=name, resolution=args.resolution, masks=source,
-                                    times=stages.times, grid=grid)
-        stages.say(f"wrote {steps.write_views(record, out / f'{name}_views.json')}")
-    if reason is not None:
-        stages.say("skipping the mesh, the grid file and the snapshot: there is nothing to write")
-        raise steps.HullFailure(reason)
-    picture = write_results(grid, mesh, out, name, stages, mesh_path=mesh_path)[-1]
-    stages.say("times: " + stages.summary())
+    try:
+        result = reconstruct(path, out, name=name, mesh_path=mesh_path, quiet=args.quiet, **options)
+    except OptionError as err:
+        raise UsageError(str(err)) from None
     if args.view:
         from data.frames import is_identity
 
+        views = result.views
         frustums = views.cameras if is_identity(views.world_from_dataset) else None  # they are carving-frame
-        open_viewer(mesh, title=name, stages=stages, snapshot=picture, cameras=frustums)
+        open_viewer(result.mesh, title=result.name, stages=Stages(args.quiet), snapshot=result.outputs[-1],
+                    cameras=frustums)
+    return 0
+
+
+def cmd_batch(args) -> int:
+    """``reconstruct`` on many datasets at once (:func:`carve.batch.reconstruct_many`): a bar, the summary
+    table, and exit status 1 when a dataset failed (the manifest has its one-line error)."""
+    out = output_dir(args.out)
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be a number of processes >= 1, got {args.workers}")
+    options = reconstruct_options(args)
+    from carve.batch import reconstruct_many
+    from carve.batch.inputs import expand_inputs
+
+    try:
+        expand_inputs(args.inputs)  # a missing input is bad usage, before a cluster starts
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    report = reconstruct_many(args.inputs, out, workers=args.workers, scheduler=args.scheduler,
+                              resume=not args.no_resume, retry_failed=args.retry_failed,
+                              progress=False if args.quiet else None, **options)
+    Stages(args.quiet).say(report.table())
+    if report.failed:
+        raise RuntimeError(f"{len(report.failed)} of {len(report.records)} datasets failed; their errors are in "
+                           f"{report.manifest}")
     return 0
 
 
 def cmd_view(args) -> int:
     if args.snapshot is not None and Path(args.snapshot).suffix.lower() != ".png":
         raise UsageError(f"--snapshot must end in .png, got {Path(args.snapshot).name}")
+    size = parse_size(args.size) if args.size else None
     paths = [existing_path(p) for p in args.files]
     cameras_path = existing_path(args.cameras) if args.cameras else None
     from carve.viz.convert import DRAWABLE_SUFFIXES
@@ -234,13 +221,14 @@ def cmd_view(args) -> int:
     problem = None if args.snapshot else display_problem()
     if args.snapshot or problem:
         written = viz.snapshot(*items, path=Path(args.snapshot or paths[0].with_suffix(".png").name),
-                               cameras=cameras)
+                               cameras=cameras, size=size)
         stages = Stages(args.quiet)
         if problem:
             stages.say(f"{problem}: wrote a snapshot instead of opening a window")
         stages.say(f"wrote {written}")
     else:
-        viz.show(*items, cameras=cameras)
+        viz.show(*items, cameras=cameras, size=size,
+                 title=args.title or "carve view " + " ".join(p.name for p in paths))
     return 0
 
 
@@ -304,7 +292,8 @@ def cmd_depth(args) -> int:
             write_mesh(trimesh.PointCloud(points, colors=colors), cloud)
             stages.say(f"{path.name}: depth {np.nanmin(depth):.2f}..{np.nanmax(depth):.2f}, wrote {picture} and {cloud}")
     if args.view:
-        open_viewer(*clouds, title="depth", stages=stages)
+        # the clouds are in the camera frame (y down): look through the camera, image up on screen
+        open_viewer(*clouds, title="depth", stages=stages, view=camera, up=(0.0, -1.0, 0.0))
     return 0
 
 
@@ -330,7 +319,7 @@ def cmd_train_depth(args) -> int:
 
 
 BENCHMARKS = {"project": "bench_project.py", "carve": "bench_carve.py", "depth": "eval_depth.py",
-              "captures": "eval_captures.py", "silhouettes": "eval_silhouettes.py"}
+              "captures": "eval_captures.py", "silhouettes": "eval_silhouettes.py", "batch": "bench_batch.py"}
 
 
 def cmd_bench(args) -> int:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from carve.cli.outputs import Stages, open_viewer, write_results
-from carve.cli.reconstruct import HullFailure
+from carve.cli.outputs import open_viewer
+from carve.pipeline.outputs import Stages, write_results
+from carve.pipeline.steps import HullFailure
 
 __all__ = ["run_demo", "true_occupancy"]
 
@@ -89,7 +90,7 @@ def run_demo(out: Path, object_name: str = "pretzel", views: int = 36, resolutio
     if not grid.count():
         raise HullFailure(f"the hull is empty: {coarse}")
     with stages("mesh"):
-        hull_mesh = grid.to_mesh(images=images, cameras=cameras)
+        hull_mesh = grid.to_mesh(images=images, cameras=cameras, masks=masks, outside="carve")  # as carved
     if not len(hull_mesh.faces):
         raise HullFailure(f"the hull of {grid.count()} voxels has no surface to mesh: {coarse}")
     with stages("evaluate"):

@@ -1,125 +1,19 @@
-"""What the commands leave behind: timed stages, result files written atomically, the viewer.
+"""What only the commands show: the viewer, when a window can open, and the depth colour map.
 
-Importing this module costs nothing (the standard library only); the writers import what they need.
+The timed stages and the result files are :mod:`carve.pipeline.outputs` (below the command line,
+shared with :mod:`carve.batch`). Importing this module costs nothing (the standard library only).
 """
 from __future__ import annotations
 
-import contextlib
-import time
 from pathlib import Path
-from typing import Iterator
 
-__all__ = ["Stages", "write_mesh", "write_results", "to_dataset_frame", "open_viewer", "colorize_depth"]
+from carve.pipeline.outputs import Stages
 
-
-class Stages:
-    """Times the stages of a command and prints one line per stage, and other news (unless quiet).
-
-    Example:
-        >>> stages = Stages(quiet=True)
-        >>> with stages("load"):
-        ...     pass
-        >>> list(stages.times)
-        ['load']
-    """
-
-    def __init__(self, quiet: bool = False):
-        self.quiet = quiet
-        self.times: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        self.say(f"{name} ...")
-        try:
-            yield
-        finally:
-            self.times[name] = time.perf_counter() - start
-        self.say(f"  {name}: {self.times[name]:.2f} s")  # only when the stage succeeded
-
-    def say(self, message: str) -> None:
-        """Print ``message`` (one line) unless quiet."""
-        if not self.quiet:
-            print(message, flush=True)
-
-    def summary(self) -> str:
-        """The stages and their seconds on one line: ``"load 0.12 s, carve 1.50 s"``."""
-        return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.times.items())
+__all__ = ["open_viewer", "colorize_depth"]
 
 
-def write_mesh(mesh, path) -> Path:
-    """Write a trimesh mesh or point cloud to ``path`` atomically, in the format its suffix names.
-
-    Args:
-        mesh: ``trimesh.Trimesh`` or ``trimesh.PointCloud``.
-        path: ending in one of :data:`data.files.MESH_SUFFIXES` (``.ply .obj .glb .gltf .stl .off``);
-            a ``.gltf`` is one self-contained file (its buffers embedded), never a .gltf plus .bin files.
-
-    Example:
-        >>> import tempfile, pathlib, trimesh
-        >>> out = write_mesh(trimesh.creation.box(), pathlib.Path(tempfile.mkdtemp()) / "box.gltf")
-        >>> sorted(p.name for p in out.parent.iterdir())
-        ['box.gltf']
-    """
-    from data.files import MESH_SUFFIXES, atomic_path
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in MESH_SUFFIXES:
-        raise ValueError(f"path must end in {', '.join(MESH_SUFFIXES)}, got {path.name}")
-    options = {"embed_buffers": True} if suffix == ".gltf" else {}
-    with atomic_path(path) as tmp:
-        mesh.export(tmp, file_type=suffix[1:], **options)
-    return path
-
-
-def to_dataset_frame(views, grid, mesh):
-    """The grid and mesh in the dataset's own frame, so that they line up with the user's data.
-
-    Args:
-        views: the :class:`data.MultiView` they were carved from (its ``world_from_dataset``).
-        grid: a :class:`carve.VoxelGrid` in the carving frame, or None.
-        mesh: a ``trimesh.Trimesh`` / ``PointCloud`` in the carving frame, or None.
-
-    Returns:
-        (grid, mesh) in the dataset's frame; the same objects when the frames agree (the identity).
-    """
-    from data.frames import is_identity, to_dataset_mesh
-
-    frame = views.world_from_dataset
-    if is_identity(frame):
-        return grid, mesh
-    return (None if grid is None else grid.in_dataset_frame(frame),
-            None if mesh is None else to_dataset_mesh(mesh, frame))
-
-
-def write_results(grid, mesh, out: Path, name: str, stages: Stages, mesh_path=None) -> list[Path]:
-    """Write ``name.ply`` (or ``mesh_path``), ``name.npz`` and the snapshot ``name.png`` atomically.
-
-    Args:
-        grid: the :class:`carve.VoxelGrid`. mesh: its ``trimesh.Trimesh``. out: the output directory.
-        name: base name of the files. stages: times the writing and says what was written.
-        mesh_path: where the mesh goes instead of ``out / (name + ".ply")``.
-
-    Returns:
-        [mesh path, grid path, snapshot path].
-    """
-    from carve import viz
-    from data.files import new_folders
-
-    mesh_path = Path(mesh_path) if mesh_path else out / f"{name}.ply"
-    grid_path, picture = out / f"{name}.npz", out / f"{name}.png"
-    with new_folders(out):  # first made here, and gone again if nothing could be written
-        with stages("write"):
-            write_mesh(mesh, mesh_path)
-            grid.save(grid_path)  # atomic itself
-        with stages("snapshot"):
-            viz.snapshot(mesh, path=picture)
-    stages.say(f"wrote {mesh_path}, {grid_path}, {picture}")
-    return [mesh_path, grid_path, picture]
-
-
-def open_viewer(*items, title: str, stages: Stages, snapshot: Path | None = None, cameras=None) -> None:
+def open_viewer(*items, title: str, stages: Stages, snapshot: Path | None = None, cameras=None,
+                **view_options) -> None:
     """Show the items in a window when one can open; otherwise say why not (one line) and go on.
 
     A missing or stale display (:func:`carve.viz.display.display_problem`) is no failure: the
@@ -131,7 +25,7 @@ def open_viewer(*items, title: str, stages: Stages, snapshot: Path | None = None
     if problem is None:
         from carve import viz
 
-        viz.show(*items, cameras=cameras, title=title)
+        viz.show(*items, cameras=cameras, title=title, **view_options)
     else:
         stages.say(f"{problem}: not opening the viewer" + (f"; see the snapshot {snapshot}" if snapshot else ""))
 

@@ -1,4 +1,4 @@
-"""The ``carve`` command line: demo, reconstruct, view, render, depth, train-depth and bench.
+"""The ``carve`` command line: demo, reconstruct, batch, view, render, depth, train-depth and bench.
 
 Exit status: 0 on success, 2 for bad usage (unknown option, missing input path, malformed value),
 1 when the work itself fails (an unreadable file, a dataset that does not parse). Errors are one line
@@ -14,12 +14,14 @@ import argparse
 import os
 import sys
 
-from carve.cli.commands import (UsageError, cmd_bench, cmd_demo, cmd_depth, cmd_reconstruct, cmd_render,
-                                cmd_train_depth, cmd_view)
+from carve.cli.commands import (UsageError, cmd_batch, cmd_bench, cmd_demo, cmd_depth, cmd_reconstruct,
+                                cmd_render, cmd_train_depth, cmd_view)
 from carve.learn.cli import add_arguments as add_training_arguments  # torch-free
+from carve.viz.controls import CONTROLS  # text only: `carve view --help` lists the viewer's controls
 from data.files import MESH_SUFFIXES  # the standard library only
 
 __all__ = ["main", "build_parser", "EXAMPLES"]
+
 
 EXAMPLES = {
     "demo": "examples:\n  carve demo\n  carve demo --out /tmp/demo --object mug --no-view",
@@ -28,8 +30,12 @@ EXAMPLES = {
                     "--resolution 512 --mesh temple.glb\n"
                     "  carve reconstruct data/ --bounds=-1,-1,-1,1,1,1 --backend torch --device cuda\n"
                     "  carve reconstruct ../shared/datasets/bunny --exact --tolerance 1"),
+    "batch": ("examples:\n  carve batch 'scans/*' --out batch-out --resolution 128\n"
+              "  carve batch scans.txt --workers 8 --silhouettes given\n"
+              "  carve batch 'scans/*' --scheduler tcp://head-node:8786 --out /shared/batch-out"),
     "view": ("examples:\n  carve view carve-out/demo.ply\n"
-             "  carve view carve-out/bunny.npz --cameras ../shared/datasets/bunny --snapshot bunny.png"),
+             "  carve view carve-out/bunny.npz --cameras ../shared/datasets/bunny --snapshot bunny.png\n\n"
+             + CONTROLS),
     "render": "examples:\n  carve render torus /tmp/torus --views 24 --format blender\n"
               "  carve render table /tmp/table --views 36 --size 320x240",
     "bench": "examples:\n  carve bench project\n  carve bench carve -- --quick",
@@ -61,6 +67,38 @@ def _add_reconstruct(command) -> None:
     p = command("reconstruct", "carve a dataset (TUM, Middlebury, Oxford, COLMAP, NeRF) into a mesh and a grid",
                 cmd_reconstruct)
     p.add_argument("path", help="dataset folder (or its transforms.json / .mat / _par.txt file)")
+    add_carving_options(p)
+    p.add_argument("--out", default="carve-out",
+                   help="output directory (default: ./carve-out): NAME.ply, NAME.npz, NAME.png, in the dataset's "
+                        "frame, and NAME_views.json, the per-view report")
+    p.add_argument("--name", help="base name of the outputs (default: the dataset folder's name)")
+    p.add_argument("--mesh", help=f"mesh file to write, its format by extension: {', '.join(MESH_SUFFIXES)} "
+                                  "(default: OUT/NAME.ply)")
+    p.add_argument("--view", action="store_true", help="open the viewer on the result")
+
+
+def _add_batch(command) -> None:
+    p = command("batch", "carve many datasets, one task each on a Dask cluster (local by default): resumable, "
+                "failures kept to their dataset (needs carve3d[cluster])", cmd_batch)
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="dataset folders (or files), text files listing them one per line, or glob patterns "
+                        "(quoted: 'scans/*')")
+    p.add_argument("--out", default="carve-batch",
+                   help="output directory (default: ./carve-batch): NAME/ per dataset, as reconstruct writes it, "
+                        "and manifest.jsonl, a record per dataset")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786); its workers "
+                                           "must see the inputs and --out at the same paths")
+    where.add_argument("--workers", type=int, help="worker processes of the local cluster (default: one per core)")
+    p.add_argument("--no-resume", action="store_true",
+                   help="carve every dataset again (default: skip those whose inputs and options are unchanged)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="run the datasets that failed last time again, though their inputs are unchanged")
+    add_carving_options(p)
+
+
+def add_carving_options(p) -> None:
+    """The options of how a dataset is read and carved, shared by ``reconstruct`` and ``batch``."""
     p.add_argument("--format", choices=["tum", "middlebury", "oxford", "colmap", "blender"],
                    help="dataset format (default: detected)")
     p.add_argument("--silhouettes", default="default",
@@ -83,13 +121,6 @@ def _add_reconstruct(command) -> None:
     p.add_argument("--tolerance", type=int, default=None,
                    help="keep voxels rejected by at most this many views (implies --exact)")
     p.add_argument("--bounds", default="auto", help="'auto' or x0,y0,z0,x1,y1,z1 (use --bounds=-1,... for negatives)")
-    p.add_argument("--out", default="carve-out",
-                   help="output directory (default: ./carve-out): NAME.ply, NAME.npz, NAME.png, in the dataset's "
-                        "frame, and NAME_views.json, the per-view report")
-    p.add_argument("--name", help="base name of the outputs (default: the dataset folder's name)")
-    p.add_argument("--mesh", help=f"mesh file to write, its format by extension: {', '.join(MESH_SUFFIXES)} "
-                                  "(default: OUT/NAME.ply)")
-    p.add_argument("--view", action="store_true", help="open the viewer on the result")
 
 
 def _add_view_render_depth(command) -> None:
@@ -98,6 +129,9 @@ def _add_view_render_depth(command) -> None:
     p.add_argument("--cameras", help="dataset whose cameras to draw as frustums")
     add_allow_outside(p)
     p.add_argument("--snapshot", help="write this PNG instead of opening a window")
+    p.add_argument("--size", help="window size WxH (default: fitted to the screen, at most 1280x960); with "
+                                  "--snapshot, the picture's size (default 960x720)")
+    p.add_argument("--title", help="window title (default: carve view FILES)")
 
     p = command("render", "write a synthetic dataset of a built-in object to disk", cmd_render)
     p.add_argument("object", help="built-in object name")
@@ -122,7 +156,7 @@ def _add_train_and_bench(command) -> None:
     add_training_arguments(p, "depth")
 
     p = command("bench", "run a benchmark script and print its table", cmd_bench)
-    p.add_argument("which", choices=["project", "carve", "depth", "captures", "silhouettes"], help="which benchmark")
+    p.add_argument("which", choices=["project", "carve", "depth", "captures", "silhouettes", "batch"], help="which benchmark")
     p.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script (after --)")
 
 
@@ -155,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    for add in (_add_demo, _add_reconstruct, _add_view_render_depth, _add_train_and_bench):
+    for add in (_add_demo, _add_reconstruct, _add_batch, _add_view_render_depth, _add_train_and_bench):
         add(command)
     return parser
 
