@@ -195,3 +195,25 @@ def test_snapping_keeps_what_views_that_leave_the_frame_do_not_see():
         grid.to_mesh(masks=masks, cameras=views.cameras, smooth=1.0)
     assert np.allclose(snap_to_hull(grid.to_mesh(), grid, masks, views.cameras, steps=0).vertices,
                        grid.to_mesh().vertices, atol=1e-6 * grid.voxel_size)  # no step: the lattice midpoints
+
+
+def test_decimation_to_a_count_or_within_an_error(sphere_views):
+    import carve
+    from carve.mesh import decimate, surface_distance
+
+    views = sphere_views
+    grid = carve.carve(views.silhouettes, views.cameras, resolution=48, bounds="auto")
+    mesh = grid.to_mesh(images=views.images, cameras=views.cameras, masks=views.silhouettes, progress=False)
+    small, error = decimate(mesh, len(mesh.faces) // 10)
+    assert len(small.faces) <= len(mesh.faces) // 10 and small.is_watertight
+    assert error == pytest.approx(surface_distance(mesh, small)) and error < 0.5 * grid.voxel_size
+    assert np.asarray(small.visual.vertex_colors).shape == (len(small.vertices), 4)  # the colours come along
+    bound = 0.1 * grid.voxel_size
+    within, error = decimate(mesh, max_error=bound)
+    assert error <= bound and len(within.faces) < 0.5 * len(mesh.faces)  # a tenth of a voxel halves it at least
+    tighter, _ = decimate(mesh, max_error=bound / 4)
+    assert len(tighter.faces) > len(within.faces)
+    for kwargs, message in (({}, "exactly one of faces or max_error"), ({"faces": 2}, "faces must be an integer >= 4"),
+                            ({"max_error": -1.0}, "max_error must be a distance > 0")):
+        with pytest.raises(ValueError, match=message):
+            decimate(mesh, **kwargs)
