@@ -163,7 +163,7 @@ def _start(run: Run, ck, progress: bool, resume=None) -> None:
 def _training_phase(run: Run, ck, resume=None) -> Phase:
     cfg, task, val = run.cfg, run.task, run.scenes.get("val")
     phase = make_phase(cfg.task, run.model, Samples(run.labeled, task.train_sample, cfg.seed, 1), cfg, run.device,
-                       epochs=cfg.epochs, step=_finite_loss(task, cfg),
+                       epochs=cfg.epochs, step=lambda model, batch: task.loss(model, batch, cfg),
                        validate=lambda epoch: evaluate(run.model, task, val, cfg, run.device) if val is not None else {},
                        seed=cfg.seed)
     if ck is not None:
@@ -175,23 +175,6 @@ def _training_phase(run: Run, ck, resume=None) -> Phase:
                                   f"model ({type(e).__name__}: {e})") from None
         phase.sched.lr_lambdas[0] = lr_lambda(cfg.epochs * len(phase.loader), cfg.warmup)
     return phase
-
-
-def _finite_loss(task: Task, cfg: TrainConfig):
-    """The training step's loss function, stopping the run at the first loss that is NaN or inf
-    (before its backward pass, so the diverged step never reaches the weights' history)."""
-    steps = 0
-
-    def step(model, batch):
-        nonlocal steps
-        steps += 1
-        loss, parts = task.loss(model, batch, cfg)
-        if not bool(torch.isfinite(loss.detach()).all()):
-            raise FloatingPointError(f"training stopped: the {cfg.task} loss became {float(loss.detach())} at step "
-                                     f"{steps} (the run diverged); lower the learning rate (lr={cfg.lr:g}) and "
-                                     f"train again (the files of earlier epochs are kept)")
-        return loss, parts
-    return step
 
 
 def _save(run: Run, phase: Phase, epoch: int, record: dict, is_best: bool) -> None:

@@ -117,6 +117,11 @@ def _batches(phase: Phase, cfg, device, epoch: int, progress: bool) -> Iterator[
 
 def _optimise(phase: Phase, batch: dict, clip: float) -> tuple[float, dict]:
     loss, parts = phase.step(phase.ddp, batch)
+    if not bool(torch.isfinite(loss.detach()).all()):  # before the backward pass: the weights stay finite
+        raise FloatingPointError(f"training stopped: the {phase.name} loss became {float(loss.detach())} at step "
+                                 f"{phase.sched.last_epoch + 1} (the run diverged); lower the learning rate "
+                                 f"(lr={phase.opt.defaults['lr']:g}) and train again (the files of earlier epochs "
+                                 "are kept)")
     phase.opt.zero_grad(set_to_none=True)
     loss.backward()
     if clip:
