@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from data.distortion import undistort, undistort_mask
-from data.errors import FormatError
+from data.errors import FormatError, short_repr
 from data.frames import orient_poses, transform_bounds
 from data.images import IMAGE_EXTENSIONS, find_image, read_image_alpha, write_image
 from data.masks import dataset_masks, read_masks
@@ -103,7 +103,7 @@ def _finite(v) -> float | None:
 def _number(d: dict, key: str, f: Path, line):
     x = _finite(d[key])
     if x is None:
-        raise FormatError(f, f"{key} must be a finite number, got {_short(d[key])}", line)
+        raise FormatError(f, f"{key} must be a finite number, got {short_repr(d[key])}", line)
     return x
 
 
@@ -111,7 +111,7 @@ def _size(value, key: str, f: Path, line) -> int:
     """An image size in pixels from the json: a positive whole number (``32`` or ``32.0``)."""
     x = _finite(value)
     if x is None or x != int(x) or x < 1:
-        raise FormatError(f, f"{key} must be a positive whole number of pixels, got {_short(value)}", line)
+        raise FormatError(f, f"{key} must be a positive whole number of pixels, got {short_repr(value)}", line)
     return int(x)
 
 
@@ -121,7 +121,8 @@ def _matrix(value, shapes, what: str, f: Path, line) -> np.ndarray:
     rows = value if isinstance(value, list) and all(isinstance(r, list) for r in value) else None
     nums = None if rows is None else [[_float(v) for v in r] for r in rows]
     if nums is None or any(v is None for r in nums for v in r):
-        raise FormatError(f, f"{what} must be a {want} matrix (a list of lists of numbers), got {_short(value)}", line)
+        raise FormatError(f, f"{what} must be a {want} matrix (a list of lists of numbers), got {short_repr(value)}",
+                          line)
     if not nums or len({len(r) for r in nums}) != 1 or (len(nums), len(nums[0])) not in shapes:
         raise FormatError(f, f"{what} must be a {want} matrix, got {len(nums)} rows of "
                              f"{'/'.join(str(n) for n in sorted({len(r) for r in nums})) or 'no'} numbers", line)
@@ -130,10 +131,6 @@ def _matrix(value, shapes, what: str, f: Path, line) -> np.ndarray:
         raise FormatError(f, f"{what} contains NaN or inf", line)
     return arr
 
-
-def _short(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _read_json(f: Path):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["FormatError"]
+__all__ = ["FormatError", "short_repr"]
 
 
 class FormatError(ValueError):
@@ -26,3 +26,14 @@ class FormatError(ValueError):
         self.reason = reason
         where = f"{self.path}, line {line}" if line is not None else f"{self.path}"
         super().__init__(f"{where}: {reason}")
+
+
+def short_repr(value, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for quoting a file's bad value in a message.
+
+    Example:
+        >>> short_repr("x" * 100, 12)
+        "'xxxxxxxx..."
+    """
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePath
 
-from data.errors import FormatError
+from data.errors import FormatError, short_repr
 
 __all__ = ["inside", "ALLOW_HINT"]
 
@@ -60,16 +60,16 @@ def inside(root, name, *, allow_outside: bool = False, where=None, line: int | N
     root = Path(root)
     where = root if where is None else where
     if not isinstance(name, str):
-        raise FormatError(where, f"expected a file name (a string), got {_short(name)}", line)
+        raise FormatError(where, f"expected a file name (a string), got {short_repr(name)}", line)
     if "\0" in name:
-        raise FormatError(where, f"file name {_short(name)} holds a NUL character", line)
+        raise FormatError(where, f"file name {short_repr(name)} holds a NUL character", line)
     try:
         longest = max(len(os.fsencode(part)) for part in PurePath(name).parts) if name else 0
     except UnicodeEncodeError:  # a lone surrogate from a JSON "\\ud800" escape
-        raise FormatError(where, f"file name {_short(name)} is not valid text (it holds a lone surrogate)", line) \
+        raise FormatError(where, f"file name {short_repr(name)} is not valid text (it holds a lone surrogate)", line) \
             from None
     if longest > NAME_MAX:
-        raise FormatError(where, f"file name {_short(name)} has a part of {longest} bytes; file systems take "
+        raise FormatError(where, f"file name {short_repr(name)} has a part of {longest} bytes; file systems take "
                                  f"{NAME_MAX} at most", line)
     rel = os.path.normpath(name) if name else os.curdir
     if rel == os.curdir:
@@ -77,15 +77,10 @@ def inside(root, name, *, allow_outside: bool = False, where=None, line: int | N
     pure = PurePath(rel)
     escapes = pure.is_absolute() or bool(pure.drive) or bool(pure.root) or pure.parts[0] == os.pardir
     if escapes and not allow_outside:
-        raise FormatError(where, f"names {_short(name)}, which is outside the dataset folder {root}; names in "
+        raise FormatError(where, f"names {short_repr(name)}, which is outside the dataset folder {root}; names in "
                                  f"a dataset file must stay inside it ({ALLOW_HINT})", line)
     full = Path(os.path.normpath(root / rel))
     if len(os.fsencode(full)) >= PATH_MAX:
-        raise FormatError(where, f"file name {_short(name)} makes a path of {len(os.fsencode(full))} bytes; "
+        raise FormatError(where, f"file name {short_repr(name)} makes a path of {len(os.fsencode(full))} bytes; "
                                  f"the system takes {PATH_MAX - 1} at most", line)
     return full
-
-
-def _short(value, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
