@@ -8,6 +8,7 @@ The tree is the architecture; imports point down it (``cli`` -> everything; ``vi
 - :mod:`carve.grid` and :mod:`carve.mesh`: the voxel grid, and its surfaces and colours.
 - :mod:`carve.segmentation`: silhouettes from photographs (classical methods and a learned model).
 - :mod:`carve.depth`: monocular depth. :mod:`carve.learn`: networks, losses and the training loop.
+- :mod:`carve.refine`: beyond the hull: space carving by colour, depth fusion.
 - :mod:`carve.metrics`: mask and depth scores. :mod:`carve.viz`: the Open3D viewer.
 - :mod:`carve.cli`: the ``carve`` command line and the demo.
 
@@ -57,8 +58,8 @@ _EXPORTS = {
     "silhouettes": "carve.segmentation",
 }
 # sub-packages and modules reachable as attributes (carve.metrics.mask_iou, carve.viz.show, ...)
-_SUBMODULES = {"hull", "grid", "mesh", "surface", "metrics", "segmentation", "depth", "learn", "viz", "pipeline", "batch",
-               "cli"}
+_SUBMODULES = {"hull", "grid", "mesh", "surface", "metrics", "segmentation", "depth", "learn", "refine", "viz", "pipeline",
+               "batch", "cli"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 __getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, _SUBMODULES)

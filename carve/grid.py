@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["VoxelGrid"]
+__all__ = ["VoxelGrid", "surface_voxels"]
 
 _FORMAT = "carve3d.VoxelGrid/1"
 
@@ -26,6 +26,8 @@ class VoxelGrid:
         occupancy: (nx, ny, nz) bool, indexed [x, y, z].
         lo: (3,) world position of the box's minimum corner.
         voxel_size: side of a voxel in world units (> 0).
+        colors: optional (M, 3) uint8 RGB of the M occupied voxels, in :meth:`points` order (what
+            :func:`carve.refine.space_carve` returns); kept by :meth:`save`, drawn by :meth:`to_open3d`.
 
     Example:
         >>> import numpy as np
@@ -35,7 +37,7 @@ class VoxelGrid:
         (8, [2.0, 2.0, 2.0], [0.75, 0.75, 0.75])
     """
 
-    def __init__(self, occupancy, lo, voxel_size):
+    def __init__(self, occupancy, lo, voxel_size, colors=None):
         occupancy = np.asarray(occupancy)
         if occupancy.ndim != 3:
             raise ValueError(f"occupancy must have shape (nx, ny, nz), got {occupancy.shape}")
@@ -47,9 +49,16 @@ class VoxelGrid:
         if isinstance(voxel_size, bool) or not np.isscalar(voxel_size) or not np.isfinite(voxel_size) \
                 or voxel_size <= 0:
             raise ValueError(f"voxel_size must be a finite number > 0, got {voxel_size!r}")
+        if colors is not None:
+            colors = np.asarray(colors)
+            m = int(np.count_nonzero(occupancy))
+            if colors.shape != (m, 3) or colors.dtype != np.uint8:
+                raise ValueError(f"colors must be (M, 3) uint8 for the M = {m} occupied voxels, got "
+                                 f"{colors.shape} {colors.dtype}")
         self.occupancy = occupancy
         self.lo = lo
         self.voxel_size = float(voxel_size)
+        self.colors = colors
 
     # --------------------------------------------------------------------------------------- basics
     @property
@@ -113,12 +122,20 @@ class VoxelGrid:
                 or np.ptp(scale) > 1e-12 * scale.max():
             raise ValueError(f"world_from_dataset must map axes to axes (a permutation with reflections and one "
                              f"scale) for a voxel grid to follow it exactly, got linear part {frame[:3, :3].tolist()}")
-        occ = np.transpose(self.occupancy, axis)
         flip = tuple(int(a) for a in np.flatnonzero(gain < 0))
-        if flip:
-            occ = np.flip(occ, axis=flip)
+
+        def moved(volume):
+            volume = np.transpose(volume, axis)
+            return np.ascontiguousarray(np.flip(volume, axis=flip) if flip else volume)
+
+        occ = moved(self.occupancy)
+        colors = None
+        if self.colors is not None:  # the colours follow their voxels into the new points() order
+            order = np.full(self.shape, -1, np.int64)
+            order[self.occupancy] = np.arange(len(self.colors))
+            colors = self.colors[moved(order)[occ]]
         corner = np.where(gain > 0, self.lo[axis], self.hi[axis])
-        return VoxelGrid(np.ascontiguousarray(occ), gain * corner + t, self.voxel_size * float(scale[0]))
+        return VoxelGrid(occ, gain * corner + t, self.voxel_size * float(scale[0]), colors)
 
     # -------------------------------------------------------------------------------------- meshing
     def to_mesh(self, images=None, cameras=None, smooth=0.0, progress=None, *, masks=None, outside="auto"):
@@ -178,16 +195,19 @@ class VoxelGrid:
 
         Args:
             surface_only: keep only occupied voxels with an empty 6-neighbour (far fewer to draw).
-            color: optional RGB in [0, 1] for every voxel.
+            color: optional RGB in [0, 1] for every voxel (default: the grid's ``colors`` when it has them).
         """
         import open3d as o3d
 
         occ = self.occupancy
         if surface_only:
-            occ = occ & ~_interior(occ)
+            occ = surface_voxels(occ)
         pcd = o3d.geometry.PointCloud()
         pts = self.lo + (np.argwhere(occ) + 0.5) * self.voxel_size
         pcd.points = o3d.utility.Vector3dVector(pts)
+        if color is None and self.colors is not None:
+            own = self.colors[surface_voxels(self.occupancy)[self.occupancy]] if surface_only else self.colors
+            pcd.colors = o3d.utility.Vector3dVector(own.astype(np.float64) / 255)
         if color is not None:
             color = np.asarray(color, dtype=np.float64)
             if color.shape != (3,) or not np.all((color >= 0) & (color <= 1)):
@@ -210,9 +230,10 @@ class VoxelGrid:
         from data.files import atomic_path
 
         with atomic_path(path) as tmp:
+            extra = {} if self.colors is None else {"colors": self.colors}
             np.savez_compressed(tmp, format=np.array(_FORMAT), shape=np.array(self.shape, np.int64),
                                 lo=self.lo, voxel_size=np.array(self.voxel_size),
-                                occupancy_bits=np.packbits(self.occupancy.reshape(-1)))
+                                occupancy_bits=np.packbits(self.occupancy.reshape(-1)), **extra)
         return path
 
     @classmethod
@@ -237,7 +258,7 @@ class VoxelGrid:
             raise FileNotFoundError(f"path must name an existing .npz file, got {str(path)!r}")
         try:
             with zipfile.ZipFile(path) as archive:
-                occ, lo, voxel_size = _read_grid(archive, path)
+                occ, lo, voxel_size, colors = _read_grid(archive, path)
         except (FormatError, MemoryError):
             raise
         except _CORRUPT as err:
@@ -245,7 +266,7 @@ class VoxelGrid:
             raise FormatError(path, f"path must be a VoxelGrid .npz file ({_FORMAT}); this one is truncated or "
                                     f"corrupt ({type(err).__name__}: {first})") from None
         try:
-            grid = cls(occ, lo, voxel_size)
+            grid = cls(occ, lo, voxel_size, colors)
             with np.errstate(over="ignore"):
                 hi = grid.hi
             if not np.isfinite(hi).all():
@@ -267,7 +288,7 @@ _SMALL = 1 << 12  # bytes: the members but the occupancy hold a few numbers each
 
 
 def _read_grid(archive: zipfile.ZipFile, path: Path) -> tuple:
-    """(occupancy, lo, voxel_size) of an opened grid file, every declared size checked before reading."""
+    """(occupancy, lo, voxel_size, colors or None) of an opened grid file, every declared size checked first."""
     from data.errors import FormatError
     from data.memory import require_memory
 
@@ -299,7 +320,14 @@ def _read_grid(archive: zipfile.ZipFile, path: Path) -> tuple:
     require_memory(n + (n + 7) // 8, f"the {shape[0]} x {shape[1]} x {shape[2]} grid of {str(path)!r}",
                    "load it on a machine with more memory")
     occ = np.unpackbits(_read_member(archive, bits, bad), count=n).reshape(shape).view(bool)  # 0/1: a view
-    return occ, small["lo"], float(voxel_size)
+    colors = None
+    if "colors" in members:  # optional: a space-carved grid's voxel colours
+        m = int(np.count_nonzero(occ))
+        declared = _member_header(archive, members["colors"], bad)
+        if declared != (np.dtype(np.uint8), (m, 3)):
+            raise bad(f"its colors member holds {declared[0]} {declared[1]}, but {m} occupied voxels need uint8 ({m}, 3)")
+        colors = _read_member(archive, members["colors"], bad)
+    return occ, small["lo"], float(voxel_size), colors
 
 
 def _member_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, bad) -> tuple:
@@ -327,6 +355,11 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, bad) -> np.nda
 
 
 # ---------------------------------------------------------------------------------------- helpers
+def surface_voxels(occ: np.ndarray) -> np.ndarray:
+    """(nx, ny, nz) bool: the occupied voxels of ``occ`` with an empty 6-neighbour or on the grid's faces."""
+    return occ & ~_interior(occ)
+
+
 def _interior(occ):
     """Occupied voxels whose 6 neighbours are all occupied (voxels on the grid's faces are not interior)."""
     inner = np.zeros_like(occ)

@@ -10,6 +10,7 @@ What each one stresses:
 - ``sphere``, ``box``: the easy cases (a box's hull from enough views is the box).
 - ``torus``: a hole (genus 1) that a silhouette sees only from above.
 - ``mug``: a concavity no silhouette can see (the hull fills the cup) and a handle (genus 1).
+- ``bowl``: a wide open concavity (a spherical shell cut open at the top) on a foot.
 - ``table``: thin legs and the space under the top.
 - ``pretzel``: genus 2 (two holes side by side).
 - ``urchin``: thin spikes sticking out of a sphere.
@@ -24,7 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["NAMES", "get", "contains", "sphere", "box", "torus", "mug", "table", "pretzel", "urchin", "mesh_from_sdf"]
+__all__ = ["NAMES", "get", "contains", "sphere", "box", "torus", "mug", "bowl", "table", "pretzel", "urchin",
+           "mesh_from_sdf", "textured"]
 
 # ---------------------------------------------------------------------------------------- SDFs
 # Every primitive: points (N, 3) -> signed distance (N,), negative inside.
@@ -185,6 +187,17 @@ def mug(resolution: int = 96):
                          resolution, [(230, 230, 220), (60, 110, 200)], "mug")
 
 
+def bowl(resolution: int = 112):
+    """A bowl: a spherical shell (radius 0.8, wall 0.08) cut open above its centre's plane + 0.1, on a
+    foot ring. Its inside is a concavity that silhouettes from above the rim cannot see."""
+    centre = np.array([0.0, 0.0, 0.25])
+    cup = lambda p: np.maximum(_sphere(p, centre, 0.8), p[:, 2] - (centre[2] + 0.1))  # noqa: E731
+    hollow = lambda p: _sphere(p, centre, 0.72)  # noqa: E731
+    foot = lambda p: _cylinder(p, (0, 0, -0.58), 0.3, 0.06)  # noqa: E731
+    return mesh_from_sdf([(cup, hollow), foot], (-0.85, -0.85, -0.7), (0.85, 0.85, 0.4), resolution,
+                         [(225, 215, 190), (150, 120, 90)], "bowl")
+
+
 def table(resolution: int = 112):
     """A table: a top on four thin legs joined by a stretcher frame (thin parts, loops, overhangs)."""
     top = lambda p: _box(p, (0, 0, 0.55), (0.8, 0.5, 0.04))  # noqa: E731
@@ -223,7 +236,7 @@ def urchin(spikes: int = 14, resolution: int = 96, seed: int = 0):
     return mesh_from_sdf(parts, (-1, -1, -1), (1, 1, 1), resolution, colors, "urchin")
 
 
-_CATALOG = {"sphere": sphere, "box": box, "torus": torus, "mug": mug, "table": table,
+_CATALOG = {"sphere": sphere, "box": box, "torus": torus, "mug": mug, "bowl": bowl, "table": table,
             "pretzel": pretzel, "urchin": urchin}
 #: names of the procedural objects, for ``get(name)``
 NAMES = tuple(_CATALOG)
@@ -234,6 +247,33 @@ def get(name: str, **kwargs):
     if name not in _CATALOG:
         raise ValueError(f"name must be one of {list(NAMES)}, got {name!r}")
     return _CATALOG[name](**kwargs)
+
+
+def textured(mesh, kind: str = "noise", scale: float = 8.0, contrast: float = 0.9, color=(120, 40, 20), seed: int = 0):
+    """A copy of ``mesh`` painted with a procedural solid texture, which :func:`data.render` draws.
+
+    The default is what photo-consistency needs to see anything: smooth value noise whose blobs
+    (about ``1 / scale`` = 0.125 world units, some 15 pixels in a 320 x 240 view of an object 2 units
+    wide) are larger than a voxel's footprint at resolution 128, so a surface point keeps its colour
+    under a pixel of parallax; a contrast (0.9) far above 8-bit noise; and a brown tint, so the
+    pattern changes hue as well as brightness.
+
+    Args:
+        mesh: a ``trimesh.Trimesh`` (not changed).
+        kind, scale, contrast, color, seed: the texture (see :func:`data.textures.texture_factor`).
+
+    Example:
+        >>> m = textured(sphere())
+        >>> m.metadata["texture"]["kind"], "texture" in sphere().metadata
+        ('noise', False)
+    """
+    from data.textures import texture_factor
+
+    spec = {"kind": kind, "scale": float(scale), "contrast": float(contrast), "color": tuple(color), "seed": int(seed)}
+    texture_factor(spec, np.zeros((1, 3)))  # checks kind
+    out = mesh.copy()
+    out.metadata = dict(mesh.metadata, texture=spec)
+    return out
 
 
 def contains(mesh, points) -> np.ndarray:

@@ -12,9 +12,9 @@ Convention:
     ``K^-1 [u, v, 1]`` has z = 1, the ray parameter of the hit *is* that depth.
 
 Shading: albedo from the mesh's vertex colours (interpolated) or face colours, times an optional
-procedural solid texture from ``mesh.metadata["texture"]`` (see :func:`texture_factor`), times
+procedural solid texture from ``mesh.metadata["texture"]`` (:func:`data.textures.texture_factor`), times
 ``ambient + (1 - ambient) * max(0, n . l)`` for a directional light ``l`` (0 in shadow when
-``shadows=True``), plus an optional white Blinn-Phong highlight where the light reaches (see
+``shadows=True``; with several lights, the mean of that over them), plus an optional white Blinn-Phong highlight where the light reaches (see
 :func:`shade`). Normals are interpolated vertex normals except across creases sharper than 30
 degrees (a box stays flat-shaded). A mesh with ``mesh.metadata["silhouette"] = False`` (a ground
 plane) is drawn but left out of the silhouettes.
@@ -27,9 +27,14 @@ import numpy as np
 
 from data.memory import require_render_memory
 from data.progress import progress as progress_bar
+from data.textures import texture_factor, value_noise
 from geometry import Camera, pixel_rays
 
-__all__ = ["Rendering", "render", "render_views", "shade", "synthetic", "texture_factor", "value_noise"]
+__all__ = ["Rendering", "render", "render_views", "shade", "synthetic", "THREE_LIGHTS"]
+
+#: a key light from above and two fills from the sides, so that every side of an object and the
+#: inside of a cup are lit (what photo-consistency tests and the textured demo use)
+THREE_LIGHTS = ((0.4, 0.3, 1.0), (-0.7, 0.5, 0.6), (0.2, -0.8, 0.4))
 
 
 class Rendering(NamedTuple):
@@ -38,73 +43,6 @@ class Rendering(NamedTuple):
     images: np.ndarray       #: (B, H, W, 3) uint8 RGB
     depths: np.ndarray       #: (B, H, W) float32, z in the camera frame, 0 = no hit
     silhouettes: np.ndarray  #: (B, H, W) bool, True where the ray through the pixel centre hits
-
-
-# ------------------------------------------------------------------------------------ procedural
-
-
-def _hash01(ix, iy, iz, seed):
-    """Deterministic pseudo-random values in [0, 1) for integer lattice points."""
-    h = (ix.astype(np.int64) * 73856093) ^ (iy.astype(np.int64) * 19349663) ^ (iz.astype(np.int64) * 83492791)
-    h = (h ^ (int(seed) * 2654435761)) & 0xFFFFFFFF
-    h = (h ^ (h >> 16)) * 0x45D9F3B & 0xFFFFFFFF
-    h = (h ^ (h >> 16)) * 0x45D9F3B & 0xFFFFFFFF
-    h = h ^ (h >> 16)
-    return (h & 0xFFFFFF).astype(np.float64) / float(0x1000000)
-
-
-def value_noise(points, scale=1.0, octaves=3, seed=0):
-    """Smooth 3D value noise in [0, 1] at ``points`` (N, 3) (or (N, 2), z = 0), summed over octaves."""
-    p = np.asarray(points, np.float64)
-    if p.shape[-1] == 2:
-        p = np.concatenate([p, np.zeros(p.shape[:-1] + (1,))], axis=-1)
-    total = np.zeros(p.shape[:-1])
-    amp, norm = 1.0, 0.0
-    for o in range(int(octaves)):
-        q = p * (scale * 2.0 ** o)
-        i = np.floor(q).astype(np.int64)
-        f = q - i
-        f = f * f * (3 - 2 * f)
-        acc = 0.0
-        for dx in (0, 1):
-            for dy in (0, 1):
-                for dz in (0, 1):
-                    w = (f[..., 0] if dx else 1 - f[..., 0]) * (f[..., 1] if dy else 1 - f[..., 1]) * \
-                        (f[..., 2] if dz else 1 - f[..., 2])
-                    acc = acc + w * _hash01(i[..., 0] + dx, i[..., 1] + dy, i[..., 2] + dz, seed + 101 * o)
-        total += amp * acc
-        norm += amp
-        amp *= 0.5
-    return total / norm
-
-
-def texture_factor(spec, points):
-    """Multiplicative albedo factor (N, 3) of a procedural solid texture at world ``points`` (N, 3).
-
-    ``spec``: None, or a dict with ``kind`` ("checker", "stripes" or "noise"), ``scale`` (pattern
-    repeats per world unit, default 4), ``contrast`` (0..1, default 0.5), optional ``color`` (an RGB
-    0..255 the dark parts tend to, default black) and ``seed`` (noise).
-    """
-    n = len(points)
-    if not spec:
-        return np.ones((n, 3))
-    kind = spec.get("kind", "checker")
-    scale = float(spec.get("scale", 4.0))
-    contrast = float(np.clip(spec.get("contrast", 0.5), 0, 1))
-    if kind == "checker":
-        # cells are centred on the lattice, so that a plane through it (the ground, z = 0) lies
-        # mid-cell rather than on a cell border, where rounding noise would flip the parity
-        c = np.floor(points * scale + 0.5).astype(np.int64).sum(axis=1) % 2
-        t = c.astype(np.float64)
-    elif kind == "stripes":
-        t = 0.5 + 0.5 * np.sin(2 * np.pi * scale * points[:, 2] + 3.0 * points[:, 0])
-    elif kind == "noise":
-        t = value_noise(points, scale=scale, octaves=3, seed=int(spec.get("seed", 0)))
-    else:
-        raise ValueError(f"texture kind must be 'checker', 'stripes' or 'noise', got {kind!r}")
-    tint = np.asarray(spec.get("color", (0, 0, 0)), np.float64) / 255.0
-    mix = (contrast * (1 - t))[:, None]
-    return (1 - mix) + mix * tint[None, :]
 
 
 # --------------------------------------------------------------------------------------- scene
@@ -291,8 +229,9 @@ def render(mesh_or_scene, cameras: Camera, *, background="solid", background_col
             palette for all views from ``seed``, a different pattern in each), or an (H', W', 3) uint8
             image (resized), or a list of B.
         background_color: RGB 0..255 for "solid" (and the base colour of "noise").
-        light: (3,) direction towards a directional light, world frame; or "camera" for a light at
-            each camera (headlight).
+        light: (3,) direction towards a directional light, world frame; (L, 3) for L directional
+            lights sharing the direct light equally (each adds ``1 / L`` of its Lambert term and
+            highlight); or "camera" for a light at each camera (headlight).
         ambient: share of light that reaches every surface, 0..1.
         shadows: cast shadow rays towards the light.
         specular: strength, 0..1 of white, of a Blinn-Phong highlight added where the light reaches
@@ -325,9 +264,10 @@ def render(mesh_or_scene, cameras: Camera, *, background="solid", background_col
         raise ValueError(f"light must be a (3,) direction or 'camera', got {light!r}")
     if not headlight:
         light = np.asarray(light, np.float64)
-        if light.shape != (3,) or not np.isfinite(light).all() or np.linalg.norm(light) == 0:
-            raise ValueError(f"light must be a non-zero (3,) direction, got {light.tolist()}")
-        light = light / np.linalg.norm(light)
+        lights = light.reshape(-1, 3) if light.ndim in (1, 2) and light.shape[-1:] == (3,) and light.size else None
+        if lights is None or not np.isfinite(lights).all() or (np.linalg.norm(lights, axis=1) == 0).any():
+            raise ValueError(f"light must be a non-zero (3,) direction or (L, 3) of them, got {light.tolist()}")
+        light = lights / np.linalg.norm(lights, axis=1, keepdims=True)
     meshes = _as_meshes(mesh_or_scene)
     scene = _Scene(meshes)
     cam = cameras.numpy()
@@ -360,23 +300,23 @@ def render(mesh_or_scene, cameras: Camera, *, background="solid", background_col
                 if spec:
                     sel = gid == g
                     albedo[sel] *= texture_factor(spec, points[sel])
-            if headlight:
-                ldir = -d / np.linalg.norm(d, axis=1, keepdims=True)
-            else:
-                ldir = np.broadcast_to(light, normal.shape)
-            lambert = np.clip(np.einsum("ij,ij->i", normal, ldir), 0, None)
-            if shadows and not headlight:
-                lit = lambert > 0
-                if lit.any():
-                    scale = float(np.abs(points).max() + 1.0)
-                    start = points[lit] + normal[lit] * (1e-4 * scale)
-                    blocked = scene.occluded(start, ldir[lit], tnear=1e-4 * scale)
-                    lam = lambert[lit]
-                    lam[blocked] = 0
-                    lambert[lit] = lam
-            view = ldir if headlight else -d / np.linalg.norm(d, axis=1, keepdims=True)
+            view = -d / np.linalg.norm(d, axis=1, keepdims=True)
             strength = np.array([specular if s is None else s for s in scene.specular])[gid]  # per hit
-            color[hit] = shade(albedo, normal, ldir, view, lambert, ambient, strength, shininess)
+            # shading is linear in the Lambert term and the highlight: L lights = the mean of L renders
+            lit_color = 0.0
+            for ldir in [view] if headlight else [np.broadcast_to(one, normal.shape) for one in light]:
+                lambert = np.clip(np.einsum("ij,ij->i", normal, ldir), 0, None)
+                if shadows and not headlight:
+                    lit = lambert > 0
+                    if lit.any():
+                        scale = float(np.abs(points).max() + 1.0)
+                        start = points[lit] + normal[lit] * (1e-4 * scale)
+                        blocked = scene.occluded(start, ldir[lit], tnear=1e-4 * scale)
+                        lam = lambert[lit]
+                        lam[blocked] = 0
+                        lambert[lit] = lam
+                lit_color = lit_color + shade(albedo, normal, ldir, view, lambert, ambient, strength, shininess)
+            color[hit] = lit_color / (1 if headlight else len(light))
             depths[i].reshape(-1)[hit] = t[hit]
             masks[i].reshape(-1)[hit] = scene.in_mask[gid]
         images[i] = np.clip(color.reshape(h, w, 3) * 255 + 0.5, 0, 255).astype(np.uint8)

@@ -230,3 +230,30 @@ def test_mask_polarity_the_border_cannot_tell_is_set_with_mask_object(tmp_path):
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "out" / "ds_views.json").read_text())
     assert record["masks"] == "given" and record["occupied"] > 0
+
+
+def test_refine_photo_space_carves_the_bowl_and_says_how_much(tmp_path):
+    import data
+    from carve.grid import VoxelGrid
+    from data.renderer import THREE_LIGHTS
+
+    bowl = data.objects.textured(data.objects.bowl(resolution=48))
+    mv = data.synthetic(bowl, views=16, size=SIZE, light=THREE_LIGHTS, min_elevation=-20, max_elevation=80)
+    data.save(mv, tmp_path / "bowl")
+    common = ("--out", tmp_path / "out", "--resolution", 48, "--silhouettes", "given")
+    plain = carve_cli("reconstruct", tmp_path / "bowl", *common, "--name", "hull")
+    photo = carve_cli("reconstruct", tmp_path / "bowl", *common, "--name", "photo", "--refine", "photo")
+    assert plain.returncode == 0 and photo.returncode == 0, photo.stdout + photo.stderr
+    assert "voxels were photo-inconsistent" in photo.stdout
+    hull, carved = (VoxelGrid.load(tmp_path / "out" / f"{n}.npz") for n in ("hull", "photo"))
+    assert carved.count() < 0.9 * hull.count() and not (carved.occupancy & ~hull.occupancy).any()
+    assert carved.colors is not None
+
+
+def test_refine_needs_photographs(tmp_path):
+    import shutil
+
+    rendered(tmp_path / "ds", obj="torus", views=8)
+    shutil.rmtree(tmp_path / "ds" / "images")
+    result = carve_cli("reconstruct", tmp_path / "ds", "--out", tmp_path / "out", "--refine", "photo")
+    assert result.returncode == 2 and "needs the dataset's photographs" in result.stderr

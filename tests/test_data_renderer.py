@@ -182,3 +182,26 @@ def test_absurd_requests_are_refused_before_allocating():
     finally:
         tracemalloc.stop()
     assert peak < 50 * 2**20, f"{peak / 2**20:.0f} MiB allocated before the refusal"
+
+
+def test_several_lights_are_the_mean_of_each_alone():
+    mesh = data.objects.textured(data.objects.sphere())
+    cams = data.turntable(2, width=32, height=24)
+    lights = [(1.0, 0.0, 0.5), (-0.5, 1.0, 0.2)]
+    both, _, _ = data.render(mesh, cams, light=lights, ambient=0.2)
+    alone = [data.render(mesh, cams, light=l, ambient=0.2)[0].astype(float) for l in lights]
+    assert np.abs(both.astype(float) - (alone[0] + alone[1]) / 2).max() <= 1.0  # 8-bit rounding
+    with pytest.raises(ValueError, match="light must be a non-zero"):
+        data.render(mesh, cams, light=[(1, 0, 0), (0, 0, 0)])
+
+
+def test_textured_objects_and_the_bowl():
+    bowl = data.objects.bowl(resolution=48)
+    assert bowl.is_watertight and 0.2 < bowl.volume < 0.5
+    assert not data.objects.contains(bowl, np.array([[0.0, 0.0, 0.2]]))[0]   # inside the cup is empty
+    cams = data.turntable(1, elevation=40, width=48, height=36)
+    plain, _, mask = data.render(bowl, cams)
+    painted, _, mask2 = data.render(data.objects.textured(bowl, kind="patches"), cams)
+    assert (mask == mask2).all() and painted[mask].std() > plain[mask].std()
+    with pytest.raises(ValueError, match="texture kind must be"):
+        data.objects.textured(bowl, kind="plaid")

@@ -10,7 +10,7 @@ import data
 from data import objects, scenes
 from geometry import Camera, depth_to_points, pixel_rays, project
 
-GENUS = {"sphere": 0, "box": 0, "torus": 1, "mug": 1, "table": 2, "pretzel": 2, "urchin": 0}
+GENUS = {"sphere": 0, "box": 0, "torus": 1, "mug": 1, "bowl": 0, "table": 2, "pretzel": 2, "urchin": 0}
 
 
 @pytest.mark.parametrize("name", objects.NAMES)

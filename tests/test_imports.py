@@ -29,7 +29,9 @@ CARVE_DEPS = {
     "carve.depth": {"carve.learn", "carve.metrics", "carve.hull", "carve.grid"},
     "carve.segmentation": {"carve.learn", "carve.metrics", "carve.hull", "carve.grid"},
     "carve.viz": {"carve.grid", "carve.mesh"},
-    "carve.pipeline": {"carve.hull", "carve.grid", "carve.mesh", "carve.surface", "carve.segmentation", "carve.viz"},
+    "carve.refine": {"carve.grid", "carve.hull", "carve.segmentation", "carve.depth"},
+    "carve.pipeline": {"carve.hull", "carve.grid", "carve.mesh", "carve.surface", "carve.segmentation", "carve.viz",
+                       "carve.refine"},
     "carve.batch": {"carve.pipeline", "carve.hull"},
     "carve.cli": None,  # everything
     "carve.__main__": {"carve.cli"},

@@ -61,6 +61,9 @@ def _add_demo(command) -> None:
     p.add_argument("--resolution", type=int, default=256, help="voxels along the longest side (default: 256)")
     p.add_argument("--size", default="320x240", help="rendered image size WxH (default: 320x240)")
     p.add_argument("--no-view", action="store_true", help="do not open the viewer even when a display exists")
+    p.add_argument("--refine", choices=["photo"],
+                   help="photo: render the object with a procedural texture under three lights and space-carve "
+                        "the hull by colour (the mug's cup, the bowl); prints both IoUs")
 
 
 def _add_reconstruct(command) -> None:
@@ -121,6 +124,10 @@ def add_carving_options(p) -> None:
     p.add_argument("--tolerance", type=int, default=None,
                    help="keep voxels rejected by at most this many views (implies --exact)")
     p.add_argument("--bounds", default="auto", help="'auto' or x0,y0,z0,x1,y1,z1 (use --bounds=-1,... for negatives)")
+    p.add_argument("--refine", choices=["photo", "depth"],
+                   help="carve beyond the hull: photo = space carving (remove surface voxels the views disagree "
+                        "about in colour, for concavities; needs textured surfaces), depth = fuse monocular depth "
+                        "inside the hull (only where it beats a constant depth)")
 
 
 def _add_view_render_depth(command) -> None:

@@ -76,8 +76,8 @@ def check_fits(views, *, resolution: int, method: str, backend: str, limit: int 
 def reconstruct(path, out, *, name: str | None = None, mesh_path=None, format: str | None = None,
                 silhouettes: str = "default", mask_object: str | None = None, allow_outside_paths: bool = False,
                 resolution: int = 256, method: str = "octree", backend: str = "numba", device=None,
-                exact: bool = False, tolerance: int | None = None, bounds="auto", quiet: bool = True,
-                memory_limit: int | None = None) -> Reconstruction:
+                exact: bool = False, tolerance: int | None = None, bounds="auto", refine: str | None = None,
+                quiet: bool = True, memory_limit: int | None = None) -> Reconstruction:
     """Carve the dataset at ``path`` and write its mesh, grid, snapshot and per-view report to ``out``.
 
     The steps are those of :mod:`carve.pipeline.steps`; the outputs are ``NAME.ply`` (or
@@ -93,6 +93,8 @@ def reconstruct(path, out, *, name: str | None = None, mesh_path=None, format: s
             or ([x0, y0, z0], [x1, y1, z1]) in the dataset's frame.
         exact, tolerance: the exact intersection (with ``tolerance`` views' vetoes ignored) instead
             of the robust hull.
+        refine: None, or carve beyond the hull: "photo" (space carving by colour) or "depth" (fused
+            monocular depth); see :func:`carve.pipeline.steps.refine_hull`. Needs the images.
         quiet: print nothing; otherwise a line per stage and the per-view table, as the command does.
         memory_limit: bytes the carve may use (a Dask worker's limit): :func:`check_fits` before carving.
 
@@ -119,6 +121,10 @@ def reconstruct(path, out, *, name: str | None = None, mesh_path=None, format: s
     problem = steps.masks_problem(views, silhouettes)
     if problem:
         raise OptionError(problem)
+    if refine is not None and refine not in steps.REFINE:
+        raise OptionError(f"--refine must be one of {', '.join(steps.REFINE)}, got {refine!r}")
+    if refine is not None and views.images is None:
+        raise OptionError(f"--refine {refine} needs the dataset's photographs, but it holds masks only")
     stages.say(f"{views.format} dataset{'' if format else ' (detected)'}: {len(views)} views of "
                f"{views.width}x{views.height} px"
                + ("" if views.images is not None else ", masks only (the mesh is not coloured)"))
@@ -141,6 +147,9 @@ def reconstruct(path, out, *, name: str | None = None, mesh_path=None, format: s
     if report is not None and not quiet:
         print(report.table(), flush=True)  # it ends with the report's diagnosis, if any
     reason, mesh = steps.failure(grid, report), None
+    if reason is None and refine is not None:
+        with stages("refine"):
+            grid = steps.refine_hull(grid, views, refine, stages.say)
     if reason is None:
         with stages("mesh"):
             mesh = steps.mesh_of(grid, views, masks, outside, report)

@@ -165,6 +165,34 @@ def mesh_of(grid, views, masks, outside, report=None):
     return mesh
 
 
+#: what ``refine=`` accepts: carving beyond the hull by colour (space carving) or by fused monocular depth
+REFINE = ("photo", "depth")
+
+
+def refine_hull(grid, views, how: str, say):
+    """The hull carved further by ``how`` ("photo": :func:`carve.refine.space_carve`; "depth":
+    :func:`carve.refine.fuse_depth`), with a line saying how much went; ``grid`` when nothing could.
+
+    Args:
+        grid: the carved :class:`carve.VoxelGrid` (carving frame). views: its :class:`data.MultiView`,
+            with images. say: prints a line (the stages' ``say``).
+    """
+    before = grid.count()
+    if how == "photo":
+        from carve.refine import space_carve
+
+        refined = space_carve(views.images, views.cameras, grid)
+        say(f"space carving: {before - refined.count():,} of {before:,} voxels were photo-inconsistent "
+            f"({len(refined.sweeps)} sweeps; per sweep {refined.sweeps[:8]}{' ...' if len(refined.sweeps) > 8 else ''})")
+    else:
+        from carve.refine import fuse_depth
+
+        refined, fusion = fuse_depth(views.images, views.cameras, grid)
+        say(f"depth fusion: {before - refined.count():,} of {before:,} voxels in front of the fused surface"
+            + ("" if fusion.carved_allowed else f" (not carved: {fusion.reason})"))
+    return refined
+
+
 def failure(grid, report, mesh=None) -> str | None:
     """Why the hull cannot be meshed (one line), or None when it can.
 
