@@ -24,7 +24,7 @@ voxel, a voxel's own colour is the surface's: no colour test can tell). The dept
 (``fuse_depth`` with the rendered depth as an oracle, and with the shipped model's prediction) are
 printed when :func:`carve.refine.fuse_depth` exists.
 
-The figure: a vertical cut through the mug (rig ``around``) — truth, hull, photo hull.
+The figure (rig ``around``): the mug's hull and photo hull as coloured meshes, and a vertical cut.
 """
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def _depth_columns(mv, hull, truth):
 
 
 def rendered_rows(args, size):
-    rows, records, figure = [], [], None
+    rows, records, picture = [], [], None
     cases = [(name, rig, {}) for name in OBJECTS for rig in RIGS]
     cases += [("mug", "around", {"exposure": 1.6}), ("mug", "around", {"specular": 0.5})]
     for name, rig, hard in cases:
@@ -141,8 +141,8 @@ def rendered_rows(args, size):
                      f"{record['carved']:,}", str(record["sweeps"]), f"{seconds:.2f}", f"{record['reach']:.3f}",
                      *depth])
         if name == "mug" and rig == "around" and not hard:
-            figure = (hull, photo, truth)
-    return rows, records, figure
+            picture = (mv, hull, photo, truth)
+    return rows, records, picture
 
 
 def bunny_row(root: Path, resolution: int, repeats: int):
@@ -161,21 +161,35 @@ def bunny_row(root: Path, resolution: int, repeats: int):
             str(len(photo.sweeps)), f"{seconds:.2f}", "-", "-", "-", "-", "-"]
 
 
-def cut_figure(hull, photo, truth, path: Path) -> Path:
-    """A vertical cut through the middle of the grid: truth (green), hull only (dark grey), photo hull
-    beyond the truth (light grey), truth carved by mistake (red)."""
+def figure(views, hull, photo, truth, path: Path) -> Path:
+    """Before and after: the hull's and the photo hull's coloured meshes seen from above the mug, and
+    a vertical cut through the middle of the grid: truth (green), carved by space carving (dark grey),
+    kept beyond the truth (light grey), truth carved by mistake (red)."""
     import cv2
 
+    import carve.viz
+    from geometry import Camera
+
+    eye = np.array([1.9, -1.9, 2.7])
+    cam = Camera.look_at([eye], target=(0.05, 0.0, 0.05), up=(0, 0, 1), fov=32, width=400, height=400)
+    pictures = []
+    for grid in (hull, photo):
+        mesh = grid.to_mesh(images=views.images, cameras=views.cameras, masks=views.silhouettes, outside="carve")
+        pictures.append(carve.viz.render(mesh, view=cam))
     j = hull.shape[1] // 2
     cut = lambda a: a[:, j, :].T[::-1]  # noqa: E731  (z up)
     img = np.full(cut(truth).shape + (3,), 255, np.uint8)
     img[cut(hull.occupancy)] = (90, 90, 90)
     img[cut(photo.occupancy)] = (200, 200, 200)
     img[cut(truth & photo.occupancy)] = (70, 170, 70)
-    img[cut(truth & ~photo.occupancy)] = (40, 40, 220)
-    img = cv2.resize(img, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
+    img[cut(truth & ~photo.occupancy)] = (220, 40, 40)
+    scale = 400 / max(img.shape[:2])
+    img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    panel = np.full((400, 400, 3), 255, np.uint8)
+    top, left = (400 - img.shape[0]) // 2, (400 - img.shape[1]) // 2
+    panel[top:top + img.shape[0], left:left + img.shape[1]] = img
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), img)
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate([*pictures, panel], axis=1), cv2.COLOR_RGB2BGR))
     return path
 
 
@@ -195,7 +209,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     warm_up()
     print(f"Numba kernels compiled or loaded in {time.perf_counter() - start:.1f} s (not in the figures)")
-    rows, records, figure = rendered_rows(args, size)
+    rows, records, picture = rendered_rows(args, size)
     bunny = bunny_row(args.datasets, args.resolution, args.repeats)
     if bunny:
         rows.append(bunny)
@@ -204,8 +218,8 @@ def main(argv=None) -> int:
           f"sphere within 0.005 of the hull; precision >= {PRECISION_GOAL}; <= 20 s")
     print_table(["object", "rig", "hull IoU", "photo IoU", "precision", "carved", "sweeps", "seconds", "reach",
                  "depth oracle IoU", "oracle prec", "depth model IoU", "model prec"], rows)
-    if figure is not None and args.figure:
-        print(f"\nfigure: {cut_figure(*figure, args.figure)}")
+    if picture is not None and args.figure:
+        print(f"\nfigure: {figure(*picture, args.figure)}")
     if args.json:
         write_json({"rows": records}, args.json)
     return 0

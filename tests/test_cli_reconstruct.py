@@ -257,3 +257,12 @@ def test_refine_needs_photographs(tmp_path):
     shutil.rmtree(tmp_path / "ds" / "images")
     result = carve_cli("reconstruct", tmp_path / "ds", "--out", tmp_path / "out", "--refine", "photo")
     assert result.returncode == 2 and "needs the dataset's photographs" in result.stderr
+
+
+def test_refine_depth_keeps_the_hull_when_the_model_cannot_beat_a_constant(tmp_path):
+    rendered(tmp_path / "ds", obj="mug", views=8)
+    result = carve_cli("reconstruct", tmp_path / "ds", "--out", tmp_path / "out", "--resolution", 32,
+                       "--silhouettes", "given", "--refine", "depth")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "depth fusion: rim error" in result.stdout
+    assert "refused, nothing carved" in result.stdout and "so the hull is kept" in result.stdout

@@ -185,11 +185,15 @@ def refine_hull(grid, views, how: str, say):
         say(f"space carving: {before - refined.count():,} of {before:,} voxels were photo-inconsistent "
             f"({len(refined.sweeps)} sweeps; per sweep {refined.sweeps[:8]}{' ...' if len(refined.sweeps) > 8 else ''})")
     else:
-        from carve.refine import fuse_depth
+        import warnings
 
-        refined, fusion = fuse_depth(views.images, views.cameras, grid)
-        say(f"depth fusion: {before - refined.count():,} of {before:,} voxels in front of the fused surface"
-            + ("" if fusion.carved_allowed else f" (not carved: {fusion.reason})"))
+        from carve.refine import DepthGateWarning, fuse_depth
+
+        with warnings.catch_warnings():  # the summary below says it, with the numbers
+            warnings.simplefilter("ignore", DepthGateWarning)
+            refined, fusion = fuse_depth(views.images, views.cameras, grid)
+        say(fusion.summary() + ("" if fusion.allowed else ": the monocular depth does not beat a constant here, "
+                                "so the hull is kept"))
     return refined
 
 
