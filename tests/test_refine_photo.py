@@ -161,3 +161,11 @@ def test_grid_colours_survive_save_load_and_frame(tmp_path):
         assert by_point[(round(-p[0], 6), round(p[1], 6), round(p[2], 6))] == c
     with pytest.raises(ValueError, match="colors must be"):
         VoxelGrid(occ, [0, 0, 0], 1.0, colors=colors[:2])
+
+
+def test_demo_refine_photo_reports_both_ious(tmp_path):
+    from carve.cli.demo import run_demo
+
+    result = run_demo(tmp_path, "bowl", views=16, resolution=48, size=(128, 96), quiet=True, refine="photo")
+    assert result["photo_iou"] > result["hull_iou"] + 0.05
+    assert (tmp_path / "demo.npz").is_file()

@@ -129,10 +129,11 @@ def output_dir(path: str, option: str = "--out") -> Path:
 
 # ------------------------------------------------------------------------------------------ commands
 def cmd_demo(args) -> int:
-    size, _ = parse_size(args.size), object_name(args.object, "--object")
+    chosen = args.object or ("mug" if args.refine == "photo" else "pretzel")  # a cup shows what colour adds
+    size, _ = parse_size(args.size), object_name(chosen, "--object")
     from carve.cli.demo import run_demo
 
-    run_demo(out=output_dir(args.out), object_name=args.object, views=args.views, resolution=args.resolution,
+    run_demo(out=output_dir(args.out), object_name=chosen, views=args.views, resolution=args.resolution,
              size=size, quiet=args.quiet, view=not args.no_view, refine=args.refine)
     return 0
 

@@ -55,15 +55,16 @@ def _add_demo(command) -> None:
     p = command("demo", "render a built-in object from 36 views, estimate silhouettes, carve, mesh, snapshot",
                 cmd_demo)
     p.add_argument("--out", default="carve-out", help="output directory (default: ./carve-out)")
-    p.add_argument("--object", default="pretzel",
-                   help="built-in object: sphere, box, torus, mug, table, pretzel (default), urchin")
+    p.add_argument("--object",
+                   help="built-in object: sphere, box, torus, mug, bowl, table, pretzel, urchin (default: pretzel; "
+                        "with --refine photo, mug)")
     p.add_argument("--views", type=int, default=36, help="number of views (default: 36)")
     p.add_argument("--resolution", type=int, default=256, help="voxels along the longest side (default: 256)")
     p.add_argument("--size", default="320x240", help="rendered image size WxH (default: 320x240)")
     p.add_argument("--no-view", action="store_true", help="do not open the viewer even when a display exists")
     p.add_argument("--refine", choices=["photo"],
                    help="photo: render the object with a procedural texture under three lights and space-carve "
-                        "the hull by colour (the mug's cup, the bowl); prints both IoUs")
+                        "the hull by colour (a cup no silhouette sees into); prints both IoUs")
 
 
 def _add_reconstruct(command) -> None:
