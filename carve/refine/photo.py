@@ -51,7 +51,7 @@ import itertools
 
 import numpy as np
 
-from carve.grid import VoxelGrid
+from carve.grid import VoxelGrid, surface_voxels
 from carve.refine.visibility import ItemBuffers
 from geometry import Camera
 
@@ -174,8 +174,6 @@ def space_carve(images, cameras: Camera, start: VoxelGrid | None = None, *, mask
     work = VoxelGrid(occupancy, grid.lo, grid.voxel_size)
     buffers = ItemBuffers(occ, work, cameras, rgb)
     buffers.update()
-    from carve.grid import surface_voxels
-
     cand = np.flatnonzero(surface_voxels(occupancy))
     needed = np.zeros(occ.shape, bool)  # voxels the start's silhouettes need (see carve.refine.visibility.ItemBuffers.carve)
     sweeps = []
@@ -221,8 +219,6 @@ def image_noise(images: np.ndarray) -> float:
 
 def _colors(buffers: ItemBuffers, occupancy: np.ndarray) -> np.ndarray:
     """(M, 3) uint8 colours of the occupied voxels (in ``points()`` order): grey where no view sees one."""
-    from carve.grid import surface_voxels
-
     flat = np.flatnonzero(occupancy)
     colors = np.full((len(flat), 3), 128, np.uint8)
     surface = np.flatnonzero(surface_voxels(occupancy))
