@@ -206,7 +206,7 @@ class VoxelGrid:
         pts = self.lo + (np.argwhere(occ) + 0.5) * self.voxel_size
         pcd.points = o3d.utility.Vector3dVector(pts)
         if color is None and self.colors is not None:
-            own = self.colors[surface_voxels(self.occupancy)[self.occupancy]] if surface_only else self.colors
+            own = self.colors[occ[self.occupancy]] if surface_only else self.colors
             pcd.colors = o3d.utility.Vector3dVector(own.astype(np.float64) / 255)
         if color is not None:
             color = np.asarray(color, dtype=np.float64)
