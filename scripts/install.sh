@@ -25,6 +25,14 @@ have_lib libEGL.so.1 || missing+=(libegl1)
 if [ -z "${VIRTUAL_ENV:-}" ] && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     missing+=(python3-venv)
 fi
+# the viewer's window tests run under a private X server; without one they skip, saying so
+if [[ "$extras" == *test* ]] && ! command -v Xvfb >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        missing+=(xvfb xauth)
+    else
+        echo "note: the viewer's window tests skip without Xvfb; to run them:  sudo apt-get install -y xvfb xauth"
+    fi
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "installing system libraries: ${missing[*]}"

@@ -14,7 +14,8 @@ import trimesh
 from geometry import Camera, project
 
 from carve import viz
-from carve.viz import offscreen
+from carve.viz import framing, offscreen
+from carve.viz.scene import build_scene, flagged_from_report, image_plane
 from carve.grid import VoxelGrid
 
 BG = np.round(np.array(viz.BACKGROUND) * 255)
@@ -86,7 +87,8 @@ def test_points_frustums_and_grids_render(headless, tmp_path):
     grid = VoxelGrid(occ, lo=[-0.6, -0.6, -0.6], voxel_size=0.1)
     points = np.random.default_rng(0).normal(size=(400, 3)) * 0.1 + [1.0, 1.0, 0.5]
     cameras = ring_cameras()
-    image = viz.render(grid, points, cameras=cameras, size=(200, 150))
+    far = dict(eye=[9.0, -9.0, 7.0], target=[0, 0, 0])  # the first view frames the object, not the cameras
+    image = viz.render(grid, points, cameras=cameras, size=(200, 150), view=far)
     assert 0.02 < foreground(image).mean() < 0.8
     # points and camera lines keep their colour; only surfaces are shaded
     for color in (viz.POINT_COLOR, viz.FRUSTUM_COLOR):
@@ -244,3 +246,138 @@ def test_show_without_display_raises_and_points_to_snapshot(monkeypatch):
     with pytest.raises(RuntimeError, match=r"no X server.*snapshot"):
         viz.show(sphere())
     assert not viz.has_display() and "no X server" in viz.display_problem()  # the one check the CLI uses too
+
+
+# ------------------------------------------------------------------------------ the scene description
+def stripes(height=48, width=64):
+    """A photograph: red top half, blue bottom half, a green band on the left."""
+    photo = np.zeros((height, width, 3), np.uint8)
+    photo[: height // 2] = [255, 0, 0]
+    photo[height // 2:] = [0, 0, 255]
+    photo[:, : width // 4] = [0, 255, 0]
+    return photo
+
+
+def test_scene_names_geometries_by_group(tmp_path):
+    occ = np.zeros((6, 6, 6), bool)
+    occ[1:5, 1:5, 1:5] = True
+    grid = VoxelGrid(occ, lo=[-0.3, -0.3, -0.3], voxel_size=0.1)
+    grid.save(tmp_path / "g.npz")
+    cams = ring_cameras(n=3)
+    scene = build_scene([sphere(), sphere(0.1), tmp_path / "g.npz", np.zeros((5, 3))], cams,
+                        names=["a", "b", "c"], photos=[stripes()] * 3, hide=["images"])
+    assert [(e.name, e.group) for e in scene.entries] == [
+        ("mesh 1", "mesh"), ("mesh 2", "mesh"), ("grid", "grid"), ("points", "points"),
+        ("camera a", "cameras"), ("camera b", "cameras"), ("camera c", "cameras"),
+        ("photo a", "images"), ("photo b", "images"), ("photo c", "images")]
+    assert scene.groups() == ["mesh", "grid", "points", "cameras", "images"]
+    assert [e.group for e in scene.visible()].count("images") == 0
+    assert max(e.texture.shape[:2] for e in scene.entries if e.texture is not None) <= (48, 64)
+    # framed on the object: the box is the sphere's and the grid's, not the cameras'
+    np.testing.assert_allclose(scene.lo, [-0.3, -0.3, -0.3], atol=0.02)
+    assert scene.label(1) == "b" and not scene.flagged
+
+
+def test_flagged_views_colour_their_frustums(tmp_path):
+    cams = ring_cameras(n=3)
+    scene = build_scene([sphere()], cams, flagged=[2])
+    colors = [np.asarray(e.geometry.colors)[0] for e in scene.entries if e.group == "cameras"]
+    np.testing.assert_allclose(colors, [viz.GOOD_COLOR, viz.GOOD_COLOR, viz.FLAGGED_COLOR])
+    assert scene.label(2) == "0002 (flagged)" and scene.label(0) == "0000"
+    plain = build_scene([sphere()], cams)  # no agreement known: the usual colour
+    np.testing.assert_allclose(np.asarray(plain.entries[1].geometry.colors)[0], viz.FRUSTUM_COLOR)
+    mask = build_scene([sphere()], cams, flagged=np.array([True, False, False]))
+    assert mask.flagged == {0}
+
+
+def test_flagged_from_a_reconstruct_report(tmp_path):
+    from carve.pipeline.steps import views_record, write_views
+    from types import SimpleNamespace
+
+    class Report:
+        def to_dict(self):
+            return {"views": [{"name": n, "iou": 0.9} for n in ("0000", "0001", "0002")], "excluded": [1]}
+
+    views = SimpleNamespace(path="data", names=["0000", "0001", "0002"])
+    path = write_views(views_record(Report(), views=views, name="x", resolution=32, masks="given", times={}),
+                       tmp_path / "x_views.json")
+    assert flagged_from_report(path, views.names) == [1]
+    with pytest.raises(ValueError, match=r"must be about the views drawn \(2 views"):
+        flagged_from_report(path, ["0000", "0001"])
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="must be a readable JSON file"):
+        flagged_from_report(tmp_path / "bad.json", views.names)
+    with pytest.raises(ValueError, match="per-view report"):
+        flagged_from_report({"rows": []}, views.names)
+    with pytest.raises(ValueError, match=r"excluded views as indices in \[0, 1\)"):
+        flagged_from_report({"views": [{"name": "a"}], "excluded": [3]}, ["a"])
+
+
+def test_scene_errors_name_the_argument():
+    cams = ring_cameras(n=3)
+    with pytest.raises(ValueError, match=r"names must hold one view name per camera \(3\), got 2 names"):
+        build_scene([sphere()], cams, names=["a", "b"])
+    with pytest.raises(ValueError, match=r"photos\[1\] must have shape \(48, 64, 3\).*got \(48, 63, 3\)"):
+        build_scene([sphere()], cams, photos=[stripes(), stripes(48, 63), stripes()])
+    with pytest.raises(TypeError, match=r"photos\[0\] must be a uint8 RGB image"):
+        build_scene([sphere()], cams, photos=[stripes().astype(float)] * 3)
+    with pytest.raises(ValueError, match=r"flagged must be view indices in \[0, 3\), got \[3\]"):
+        build_scene([sphere()], cams, flagged=[3])
+    with pytest.raises(ValueError, match="hide must name groups from mesh"):
+        build_scene([sphere()], hide=["meshes"])
+    with pytest.raises(ValueError, match="names describes cameras, so it needs cameras="):
+        build_scene([sphere()], names=["a"])
+    with pytest.raises(ValueError, match="hide must leave something to draw"):
+        viz.render(sphere(), hide=["mesh"])
+
+
+def test_fit_camera_and_image_plane():
+    cam = Camera.look_at([[3.0, 0.5, 1.0]], fov=50, width=64, height=48)
+    fit = framing.fit_camera(cam, (200, 200))  # scale 200 / 64, centred vertically
+    X = np.random.default_rng(0).normal(size=(20, 3)) * 0.3
+    uv, _, _ = project(X, cam)
+    uv_fit, _, _ = project(X, fit)
+    s = 200 / 64
+    np.testing.assert_allclose(uv_fit[0], (uv[0] + 0.5) * s + [0.0, (200 - 48 * s) / 2] - 0.5, atol=1e-9)
+    np.testing.assert_allclose(fit.center, cam.center, atol=1e-12)
+    quad = image_plane(cam, 0.7)
+    corners, depth, _ = project(np.asarray(quad.vertices), cam)
+    np.testing.assert_allclose(corners[0], [[-0.5, -0.5], [63.5, -0.5], [63.5, 47.5], [-0.5, 47.5]], atol=1e-9)
+    np.testing.assert_allclose(depth[0], 0.7, atol=1e-12)
+    assert len(quad.triangles) == 4 and len(quad.triangle_uvs) == 12
+
+
+def test_snapshot_is_the_window_first_view(headless):
+    cams = ring_cameras(n=3)
+    ball = sphere()
+    alone = viz.render(ball, size=(160, 120))
+    with_cameras = viz.render(ball, cameras=cams, size=(160, 120))
+    scene = build_scene([ball], cams)
+    # the framing ignores the cameras, and render() is the scene's first view
+    np.testing.assert_array_equal(foreground(alone), foreground(with_cameras))
+    np.testing.assert_array_equal(with_cameras, offscreen.render_scene(scene, size=(160, 120)))
+    rows, cols = np.nonzero(foreground(alone))
+    span = max((rows.max() - rows.min() + 1) / 120, (cols.max() - cols.min() + 1) / 160)
+    assert abs(span - framing.WINDOW_FILL) < 0.05, span
+
+
+def test_hidden_groups_are_not_drawn(headless):
+    cams = ring_cameras(n=3)
+    far = dict(eye=[9.0, -9.0, 7.0], target=[0, 0, 0])
+    frustum = np.round(np.array(viz.FRUSTUM_COLOR) * 255)
+    shown = viz.render(sphere(), cameras=cams, view=far, size=(200, 150))
+    hidden = viz.render(sphere(), cameras=cams, view=far, size=(200, 150), hide=["cameras"])
+    count = [(np.abs(im.astype(int) - frustum).max(axis=-1) <= 1).sum() for im in (shown, hidden)]
+    assert count[0] > 20 and count[1] == 0, count
+
+
+def test_looking_through_a_camera_shows_its_photograph(headless):
+    cams = ring_cameras(n=3)
+    photo = stripes()
+    scene = build_scene([sphere()], cams, photos=[photo] * 3)
+    image = offscreen.render_scene(scene, view=cams[1])
+    assert image.shape == photo.shape
+    assert np.abs(image.astype(int) - photo).mean() < 12  # the quad fills the view (edges filtered)
+    without = offscreen.render_scene(build_scene([sphere()], cams, photos=[photo] * 3, hide=["images"]),
+                                     view=cams[1])
+    assert foreground(without).mean() < 0.5  # the object, behind the photograph

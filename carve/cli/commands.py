@@ -165,12 +165,14 @@ def cmd_reconstruct(args) -> int:
     except OptionError as err:
         raise UsageError(str(err)) from None
     if args.view:
-        from data.frames import is_identity
+        from carve.viz.scene import flagged_from_report
 
         views = result.views
-        frustums = views.cameras if is_identity(views.world_from_dataset) else None  # they are carving-frame
-        open_viewer(result.mesh, title=result.name, stages=Stages(args.quiet), snapshot=result.outputs[-1],
-                    cameras=frustums)
+        report = next((p for p in result.outputs if str(p).endswith("_views.json")), None)
+        flagged = flagged_from_report(report, views.names) if report is not None else None
+        open_viewer(*_in_camera_frame([result.mesh], views.world_from_dataset), title=result.name,
+                    stages=Stages(args.quiet), snapshot=result.outputs[-1], cameras=views.cameras,
+                    names=views.names, photos=views.images, flagged=flagged)
     return 0
 
 
@@ -204,33 +206,81 @@ def cmd_view(args) -> int:
     size = parse_size(args.size) if args.size else None
     paths = [existing_path(p) for p in args.files]
     cameras_path = existing_path(args.cameras) if args.cameras else None
+    report_path = existing_path(args.report, "--report") if args.report else None
+    if report_path is not None and cameras_path is None:
+        raise UsageError(f"--report needs --cameras (the dataset it reports on), got --report {args.report} alone")
     from carve.viz.convert import DRAWABLE_SUFFIXES
+    from carve.viz.scene import check_hide
 
     for p in paths:
         if p.suffix.lower() not in DRAWABLE_SUFFIXES:
             raise UsageError(f"FILES must end in {', '.join(DRAWABLE_SUFFIXES)}, got {p.name}")
+    try:
+        hide = check_hide(args.hide)
+    except ValueError as err:
+        raise UsageError(f"--{err}") from None
     from carve import viz
     from carve.viz.convert import load_item
     from carve.viz.display import display_problem
 
     items = [load_item(p, name="FILES") for p in paths]
     cameras = None
+    views_options = {}
     if cameras_path is not None:
-        import data
+        views, items = _view_dataset(cameras_path, items, args.allow_outside_paths)
+        cameras = views.cameras
+        views_options = dict(names=views.names, photos=views.images)
+        if report_path is not None:
+            from carve.viz.scene import flagged_from_report
 
-        cameras = data.load(cameras_path, allow_outside=args.allow_outside_paths).cameras
+            try:
+                views_options["flagged"] = flagged_from_report(report_path, views.names)
+            except ValueError as err:
+                raise UsageError(f"--{err}") from None
     problem = None if args.snapshot else display_problem()
     if args.snapshot or problem:
         written = viz.snapshot(*items, path=Path(args.snapshot or paths[0].with_suffix(".png").name),
-                               cameras=cameras, size=size)
+                               cameras=cameras, size=size, hide=hide, **views_options)
         stages = Stages(args.quiet)
         if problem:
             stages.say(f"{problem}: wrote a snapshot instead of opening a window")
         stages.say(f"wrote {written}")
     else:
-        viz.show(*items, cameras=cameras, size=size,
+        viz.show(*items, cameras=cameras, size=size, hide=hide, **views_options,
                  title=args.title or "carve view " + " ".join(p.name for p in paths))
     return 0
+
+
+def _view_dataset(path: Path, items: list, allow_outside: bool):
+    """(views, items): the dataset whose cameras ``carve view`` draws, and the items moved into the
+    frame of those cameras (:func:`_in_camera_frame`)."""
+    import data
+
+    views = data.load(path, allow_outside=allow_outside)
+    return views, _in_camera_frame(items, views.world_from_dataset)
+
+
+def _in_camera_frame(items: list, world_from_dataset) -> list:
+    """The items (written in a dataset's own frame) in the frame its cameras live in: a mirrored
+    dataset's cameras live in its reflection (see :mod:`data.frames`)."""
+    import numpy as np
+
+    M = np.asarray(world_from_dataset)
+    if np.allclose(M, np.eye(4)):
+        return items
+    from carve.viz.convert import to_open3d_geometry
+
+    moved = []
+    for i, item in enumerate(items):
+        g = to_open3d_geometry(item, name=f"FILES[{i}]")
+        if g is None:
+            continue
+        g.transform(M)
+        if hasattr(g, "triangles"):  # a reflection turns the faces inside out: flip them back
+            g.triangles = type(g.triangles)(np.asarray(g.triangles)[:, ::-1].copy())
+            g.compute_vertex_normals()
+        moved.append(g)
+    return moved
 
 
 def cmd_render(args) -> int:

@@ -140,6 +140,11 @@ def _add_view_render_depth(command) -> None:
     p.add_argument("--size", help="window size WxH (default: fitted to the screen, at most 1280x960); with "
                                   "--snapshot, the picture's size (default 960x720)")
     p.add_argument("--title", help="window title (default: carve view FILES)")
+    p.add_argument("--report", help="NAME_views.json of carve reconstruct on the --cameras dataset: frustums of the "
+                                    "views it flagged (excluded) are red, the others green")
+    p.add_argument("--hide", default="",
+                   help="groups hidden at first, comma-separated: mesh, grid, points, lines, cameras, images "
+                        "(the window's toggles; a --snapshot leaves them out too)")
 
     p = command("render", "write a synthetic dataset of a built-in object to disk", cmd_render)
     p.add_argument("object", help="built-in object name")

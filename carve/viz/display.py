@@ -85,7 +85,11 @@ renderer = (gl.glGetString(0x1F01) or b"unknown").decode(errors="replace").repla
 out("ok", width, height, renderer)
 """
 
-_cache: dict = {}  # environment -> (problem or None, (width, height) or None, renderer or None)
+_cache: dict = {}  # X and GL environment -> (problem or None, (width, height) or None, renderer or None)
+# what the answer depends on; not the whole environment, which imports change (cv2 sets LD_LIBRARY_PATH),
+# and each new key costs a probe of up to PROBE_TIMEOUT seconds
+_X_GL_NAMES = {"DISPLAY", "XAUTHORITY", "HOME"}
+_X_GL_PREFIXES = ("LIBGL_", "MESA_", "GALLIUM_", "__GLX_", "__EGL_", "EGL_")
 
 
 def _probe(display: str, timeout: float) -> tuple[str | None, tuple[int, int] | None, str | None]:
@@ -122,7 +126,7 @@ def _check(timeout: float | None = None) -> tuple[str | None, tuple[int, int] | 
         socket = X11_SOCKETS / f"X{number.split('.')[0]}"
         if not socket.exists():
             return f"no display is available (DISPLAY={display}, but no X server listens at {socket})", None, None
-    key = tuple(sorted(os.environ.items()))
+    key = tuple(sorted((k, v) for k, v in os.environ.items() if k in _X_GL_NAMES or k.startswith(_X_GL_PREFIXES)))
     if key not in _cache:
         _cache[key] = _probe(display, PROBE_TIMEOUT if timeout is None else timeout)
     return _cache[key]

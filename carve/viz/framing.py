@@ -1,4 +1,4 @@
-"""Where the viewer looks from: the scene's bounds, the default 3/4 view, given views, turntables.
+"""Where the viewer looks from: bounds, the default 3/4 view, given views, window sizes, turntables.
 
 Convention: every camera here is a one-camera :class:`geometry.Camera` in the project's frames
 (OpenCV axes, world-to-camera R and T, the top-left pixel centre at (0, 0)).
@@ -9,11 +9,10 @@ import math
 
 import numpy as np
 
-from carve.viz.convert import as_camera, camera_frustums, convert_items, frustum_scale
 from geometry import Camera, intrinsics_from_fov
 from geometry.arrays import to_numpy
 
-__all__ = ["scene", "bounds", "object_bounds", "default_camera", "view_camera", "window_camera", "window_size",
+__all__ = ["bounds", "default_camera", "view_camera", "window_camera", "fit_camera", "window_size",
            "turntable", "check_up", "check_size", "DEFAULT_SIZE", "FOV", "WINDOW_FILL"]
 
 DEFAULT_SIZE = (960, 720)  # (width, height) of a snapshot
@@ -33,36 +32,6 @@ def bounds(geometries) -> tuple[np.ndarray, np.ndarray]:
         lo = np.minimum(lo, box.min_bound)
         hi = np.maximum(hi, box.max_bound)
     return lo, hi
-
-
-def object_bounds(geometries, has_frustums: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(lo, hi, points): the box around what the viewer is about, the items of :func:`scene` without
-    the camera frustums it appends last (the frustums when they are all there is), and up to 20000
-    of their points (vertices), (N, 3), to frame the view on the object's shape, not on its box."""
-    objects = geometries[:-1] if has_frustums and len(geometries) > 1 else geometries
-    lo, hi = bounds(objects)
-    points = [np.asarray(getattr(g, "vertices", None) or getattr(g, "points")) for g in objects]
-    points = np.concatenate([p for p in points if len(p)] or [np.stack([lo, hi])])
-    step = max(1, len(points) // 20000)
-    return lo, hi, points[::step]
-
-
-def scene(items, cameras=None, name: str = "items") -> tuple[list, tuple[np.ndarray, np.ndarray]]:
-    """Open3D geometries for the items plus the cameras' frustums, and the box (lo, hi) around them all.
-
-    Frustums are sized to the camera spacing and the items' extent, so they never dwarf the object.
-    """
-    geometries = convert_items(items)
-    if cameras is not None:
-        cam = as_camera(cameras, "cameras")
-        centre = radius = None
-        if geometries:
-            lo, hi = bounds(geometries)
-            centre, radius = (lo + hi) / 2, float(np.linalg.norm(hi - lo)) / 2
-        geometries.append(camera_frustums(cam, scale=frustum_scale(cam.center, centre, radius)))
-    if not geometries:
-        raise ValueError(f"{name} must hold something to draw, got {len(items)} empty item(s) and no cameras")
-    return geometries, bounds(geometries)
 
 
 def check_up(up) -> np.ndarray:
@@ -176,9 +145,10 @@ def window_camera(view, lo: np.ndarray, hi: np.ndarray, up: np.ndarray, size: tu
     """(camera, (3,) point the view turns around) for a window's first view, at the window's size.
 
     ``view`` None: a 3/4 view from above of the box lo..hi (the object, not the cameras) in which the
-    object's ``points`` (default: the box's corners) span :data:`WINDOW_FILL` of the window. A one-camera :class:`geometry.Camera`: that camera's pose and
-    vertical field of view (looking through it), turning around the point on its axis at the depth
-    of the box centre. A dict: as for :func:`view_camera`.
+    object's ``points`` (default: the box's corners) span :data:`WINDOW_FILL` of the window. A
+    one-camera :class:`geometry.Camera`: looking through it (:func:`fit_camera`: its pose, its whole
+    image fitted in the window), turning around the point on its axis at the depth of the box
+    centre. A dict: as for :func:`view_camera`.
 
     Example:
         >>> import numpy as np
@@ -191,13 +161,34 @@ def window_camera(view, lo: np.ndarray, hi: np.ndarray, up: np.ndarray, size: tu
     if view is None:
         return default_camera(lo, hi, up, size, fill=WINDOW_FILL, points=points), centre
     if isinstance(view, Camera):
-        cam = _camera_view(view, size, False)
-        f = float(cam.K[0, 1, 1]) * H / cam.height  # the same vertical field of view
-        K = np.array([[f, 0.0, (W - 1) / 2], [0.0, f, (H - 1) / 2], [0.0, 0.0, 1.0]])
+        cam = fit_camera(_camera_view(view, size, False), size)
         R, C = cam.R[0], cam.center[0]
         depth = max(float(R[2] @ (centre - C)), 1e-3 * max(float(np.linalg.norm(hi - lo)), 1e-9))
-        return Camera(K, R, cam.T[0], W, H), C + depth * R[2]
+        return cam, C + depth * R[2]
     return view_camera(view, lo, hi, up, size, True)
+
+
+def fit_camera(cam: Camera, size: tuple[int, int]) -> Camera:
+    """A one-camera ``cam`` shown in a view of another ``size`` (width, height): the same pose, its
+    image scaled uniformly to fit inside the view and centred (the spare width or height is margin).
+
+    The pixel corners (-0.5, -0.5) and (w - 0.5, h - 0.5) of ``cam``'s image map to the fitted
+    rectangle's corners, so a point lands where ``cam`` puts it, scaled.
+
+    Example:
+        >>> import numpy as np
+        >>> cam = Camera(np.array([[50.0, 0, 31.5], [0, 50.0, 23.5], [0, 0, 1]]), np.eye(3), np.zeros(3), 64, 48)
+        >>> fit = fit_camera(cam, (256, 256))
+        >>> fit.K[0].round(2).tolist(), (fit.width, fit.height)
+        ([[200.0, 0.0, 127.5], [0.0, 200.0, 127.5], [0.0, 0.0, 1.0]], (256, 256))
+    """
+    W, H = size
+    s = min(W / cam.width, H / cam.height)
+    K = cam.K[0].astype(np.float64).copy()
+    K[:2, :2] *= s
+    K[0, 2] = (K[0, 2] + 0.5) * s + (W - cam.width * s) / 2 - 0.5
+    K[1, 2] = (K[1, 2] + 0.5) * s + (H - cam.height * s) / 2 - 0.5
+    return Camera(K, cam.R[0], cam.T[0], int(W), int(H))
 
 
 def window_size(screen: tuple[int, int] | None, aspect: float = 4 / 3) -> tuple[int, int]:

@@ -31,16 +31,22 @@ Headless rendering (measured with Open3D 0.20.0 and Mesa 22.3.6 on Debian 12, 2 
 - Screen-space ambient occlusion (on by default), post-processing (tone mapping, FXAA), MSAA and
   shadows are off: frames are deterministic and do not depend on the viewport size.
 - Filament reads background and ``unlitSolidColor`` colours as sRGB and writes linear values, while
-  vertex colours pass unchanged; :func:`_srgb` pre-encodes the former so every colour comes out as
+  vertex colours pass unchanged; :func:`srgb` pre-encodes the former so every colour comes out as
   given.
 - Open3D builds its projection with the image corner at 0 (pixel centres at +0.5), while ours puts
   the top-left pixel centre at (0, 0): the principal point is shifted by +0.5 before rendering, so a
   point lands on the pixel :func:`geometry.project` names (tested to a tenth of a pixel).
 - Filament prints start-up lines on stdout; they go to /dev/null while a renderer is created.
+- Filament connects to ``DISPLAY`` when it starts, and waits for good on an X server that accepts
+  and never answers (a stale ssh -X forward): where the display check finds the display broken,
+  ``DISPLAY`` is hidden while the renderer starts (:func:`without_broken_display`).
+- In one process, snapshots may come before windows, not after: an OffscreenRenderer made while
+  an Open3D window is open aborts the process when it is destroyed (Open3D 0.20).
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import os
 import re
@@ -51,12 +57,15 @@ from pathlib import Path
 
 import numpy as np
 
-from carve.viz.framing import check_size, check_up, scene, turntable as turntable_cameras, view_camera
+from carve.viz.display import display_problem
+from carve.viz.framing import check_size, turntable as turntable_cameras
+from carve.viz.scene import Scene, build_scene
 from data.files import new_folders
 from data.images import write_image
 from geometry import Camera, pixel_rays
 
-__all__ = ["snapshot", "render", "check_headless", "shade", "BACKGROUND"]
+__all__ = ["snapshot", "render", "render_scene", "check_headless", "shade", "stdout_to_devnull", "without_broken_display", "srgb",
+           "BACKGROUND"]
 
 BACKGROUND = (0.96, 0.965, 0.97)
 
@@ -125,13 +134,30 @@ def check_headless(timeout: float = 180.0) -> None:
     """
     global _headless
     if _headless is None:
-        _headless = _probe(timeout)
+        with without_broken_display():
+            _headless = _probe(timeout)
     if not _headless[0]:
         raise RuntimeError(_headless[1])
 
 
 @contextlib.contextmanager
-def _stdout_to_devnull():
+def without_broken_display():
+    """Hide ``DISPLAY`` while Open3D starts its renderer when it names a display that does not work
+    (:func:`carve.viz.display.display_problem`): Filament connects to it, and an X server that
+    accepts the connection and never answers would hold the renderer's start for good."""
+    display = os.environ.get("DISPLAY")
+    if not display or display_problem() is None:
+        yield
+        return
+    os.environ.pop("DISPLAY", None)
+    try:
+        yield
+    finally:
+        os.environ["DISPLAY"] = display
+
+
+@contextlib.contextmanager
+def stdout_to_devnull():
     """Send the process's stdout (fd 1, where Filament prints its start-up lines) to /dev/null."""
     try:
         sys.stdout.flush()
@@ -148,7 +174,7 @@ def _stdout_to_devnull():
         os.close(saved)
 
 
-def _srgb(color) -> list:
+def srgb(color) -> list:
     """The value Filament must be given for a background ``color`` to come out unchanged.
 
     Filament reads background (and ``unlitSolidColor``) colours as sRGB and writes linear values
@@ -158,16 +184,20 @@ def _srgb(color) -> list:
     return [float(x) for x in np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)]
 
 
-def _materials(geometry, size):
-    """(colour-pass material, normal-pass material) for one geometry."""
+def _materials(entry, size):
+    """(colour-pass material, normal-pass material) for one :class:`carve.viz.scene.Entry`."""
     import open3d as o3d
 
     rendering = o3d.visualization.rendering
+    geometry = entry.geometry
     color, normal = rendering.MaterialRecord(), rendering.MaterialRecord()
     color.base_color = [1.0, 1.0, 1.0, 1.0]  # colours come from the vertices
     normal.shader = "unlitSolidColor"          # black: "not a surface, do not shade"
     normal.base_color = [0.0, 0.0, 0.0, 1.0]
-    if isinstance(geometry, o3d.geometry.TriangleMesh):
+    if entry.texture is not None:  # a photograph: unlit, never shaded
+        color.shader = "defaultUnlit"
+        color.albedo_img = o3d.geometry.Image(np.ascontiguousarray(entry.texture))
+    elif isinstance(geometry, o3d.geometry.TriangleMesh):
         color.shader = "unlitPolygonOffset"  # unlit vertex colours (cheap, see the module docstring)
         normal.shader = "normals"
     elif isinstance(geometry, o3d.geometry.PointCloud):
@@ -235,8 +265,8 @@ def _frames(renderer, cams: list[Camera]) -> list[np.ndarray]:
     return out
 
 
-def _render_frames(geometries, cams: list[Camera], up: np.ndarray) -> list[np.ndarray]:
-    """Render each one-camera view of the geometries, (H, W, 3) uint8 each, with one renderer.
+def _render_frames(entries, cams: list[Camera], up: np.ndarray) -> list[np.ndarray]:
+    """Render each one-camera view of the scene entries, (H, W, 3) uint8 each, with one renderer.
 
     Two passes per frame with Open3D's cheap materials (colour, then world normals) and the
     lighting done by :func:`shade`.
@@ -250,14 +280,14 @@ def _render_frames(geometries, cams: list[Camera], up: np.ndarray) -> list[np.nd
         o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
         renderer = None
         try:
-            with _stdout_to_devnull():
+            with stdout_to_devnull(), without_broken_display():
                 renderer = o3d.visualization.rendering.OffscreenRenderer(W, H)
             _quiet_view(renderer)
             world = renderer.scene
-            materials = [_materials(g, (W, H)) for g in geometries]
-            for i, (g, (color, _)) in enumerate(zip(geometries, materials)):
-                world.add_geometry(f"g{i}", g, color)
-            world.set_background([*_srgb(BACKGROUND), 1.0])
+            materials = [_materials(e, (W, H)) for e in entries]
+            for i, (e, (color, _)) in enumerate(zip(entries, materials)):
+                world.add_geometry(f"g{i}", e.geometry, color)
+            world.set_background([*srgb(BACKGROUND), 1.0])
             albedo = _frames(renderer, cams)
             for i, (_, normal) in enumerate(materials):
                 world.modify_geometry_material(f"g{i}", normal)
@@ -272,8 +302,30 @@ def _render_frames(geometries, cams: list[Camera], up: np.ndarray) -> list[np.nd
             o3d.utility.set_verbosity_level(verbosity)
 
 
+def render_scene(scene: Scene, size: tuple[int, int] | None = None, view: Camera | None = None) -> np.ndarray:
+    """Render a :class:`carve.viz.scene.Scene` as the window first shows it: its visible groups,
+    from its first view (or from the one-camera ``view``, e.g. ``scene.cameras[i]``), at ``size``
+    (default 960 x 720; a Camera ``view`` defaults to its own size).
+
+    Returns:
+        (H, W, 3) uint8 RGB image.
+    """
+    size, given = check_size(size)
+    if view is not None:
+        scene = dataclasses.replace(scene, view=view)
+    cam, _ = scene.snapshot_camera(size, given)
+    return _render_frames(_drawable(scene), [cam], scene.up)[0]
+
+
+def _drawable(scene: Scene) -> list:
+    entries = scene.visible()
+    if not entries:
+        raise ValueError(f"hide must leave something to draw, got every group hidden ({', '.join(scene.groups())})")
+    return entries
+
+
 def render(*items, size: tuple[int, int] | None = None, view=None, cameras: Camera | None = None,
-           up=(0.0, 0.0, 1.0)) -> np.ndarray:
+           up=(0.0, 0.0, 1.0), names=None, photos=None, flagged=None, hide=()) -> np.ndarray:
     """Render the items to an image in memory (no window, no file): what :func:`snapshot` writes.
 
     Args: as :func:`snapshot`.
@@ -282,15 +334,16 @@ def render(*items, size: tuple[int, int] | None = None, view=None, cameras: Came
         (H, W, 3) uint8 RGB image.
     """
     size, given = check_size(size)
-    up = check_up(up)
-    geometries, (lo, hi) = scene(items, cameras)
-    cam, _ = view_camera(view, lo, hi, up, size, given)
-    return _render_frames(geometries, [cam], up)[0]
+    scene = build_scene(items, cameras, names=names, photos=photos, flagged=flagged, hide=hide, view=view, up=up)
+    cam, _ = scene.snapshot_camera(size, given)
+    return _render_frames(_drawable(scene), [cam], scene.up)[0]
 
 
 def snapshot(*items, path: str | os.PathLike, size: tuple[int, int] | None = None, view=None,
-             cameras: Camera | None = None, turntable: int = 0, up=(0.0, 0.0, 1.0)) -> Path | list[Path]:
-    """Render the items headlessly to PNG file(s).
+             cameras: Camera | None = None, turntable: int = 0, up=(0.0, 0.0, 1.0), names=None, photos=None,
+             flagged=None, hide=()) -> Path | list[Path]:
+    """Render the items headlessly to PNG file(s): the scene the window (:func:`carve.viz.show`)
+    shows first, with the same framing and the same groups hidden.
 
     Args:
         *items: what to draw (see :func:`carve.viz.to_open3d_geometry`).
@@ -298,14 +351,17 @@ def snapshot(*items, path: str | os.PathLike, size: tuple[int, int] | None = Non
             go to ``<stem>_000.png``, ``<stem>_001.png``, ... beside it.
         size: (width, height) in pixels, default (960, 720); with a Camera ``view`` the default is the
             camera's own size, and another size renders the camera resized.
-        view: None for a 3/4 view from above framing everything; a one-camera
-            :class:`geometry.Camera` (its K, R, T and size); or ``dict(eye=, target=, up=, fov=)``
-            (target defaults to the centre of the items, fov is horizontal in degrees, default 40).
+        view: None for the window's first view: a 3/4 view from above framed on the items (not the
+            cameras), the object spanning :data:`carve.viz.framing.WINDOW_FILL` of the picture; a
+            one-camera :class:`geometry.Camera` (its K, R, T and size); or ``dict(eye=, target=, up=,
+            fov=)`` (target defaults to the centre of the items, fov is horizontal in degrees, default 40).
         cameras: a :class:`geometry.Camera` batch (with size) drawn as frustums.
         turntable: N > 0 renders N frames turning the view around the ``up`` axis through the centre
             of the items (or the view's target).
         up: world up direction for the default view and the turntable axis (z up by default; pass
             (0, -1, 0) for a y-down OpenCV world).
+        names, photos, flagged, hide: as for :func:`carve.viz.show` (view names are not drawn in
+            snapshots; photographs, frustum colours and hidden groups are).
 
     Returns:
         ``pathlib.Path`` of the PNG; with ``turntable=N``, a list of the N paths.
@@ -322,11 +378,11 @@ def snapshot(*items, path: str | os.PathLike, size: tuple[int, int] | None = Non
 
     targets = _png_paths(path, turntable)
     size, given = check_size(size)
-    up = check_up(up)
-    geometries, (lo, hi) = scene(items, cameras)
-    cam, centre = view_camera(view, lo, hi, up, size, given)
-    cams = turntable_cameras(cam, centre, up, int(turntable)) if turntable else [cam]
-    images = _render_frames(geometries, cams, up)
+    scene = build_scene(items, cameras, names=names, photos=photos, flagged=flagged, hide=hide, view=view, up=up)
+    entries = _drawable(scene)
+    cam, centre = scene.snapshot_camera(size, given)
+    cams = turntable_cameras(cam, centre, scene.up, int(turntable)) if turntable else [cam]
+    images = _render_frames(entries, cams, scene.up)
     with new_folders(targets[0].parent):
         for target, image in zip(targets, images):
             write_image(target, image)  # encoded in memory: cv2.imwrite reports no short write
