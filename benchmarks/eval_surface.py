@@ -16,7 +16,9 @@ Rows, one run:
   own floor (finite views: a visual hull is not the object);
 - ``bunny`` (ground-truth masks, ``../shared/datasets/bunny``) at 256 and 512: seconds to carve, to
   mesh on the lattice, and to snap (median of ``--repeats``, Numba compiled first); at 256 the
-  snapped mesh decimated within :data:`DECIMATION_ERROR` voxel (faces kept, error, seconds, one run).
+  snapped mesh decimated within :data:`DECIMATION_ERROR` voxel (faces kept, error, seconds, one run);
+- ``lego`` (``../shared/datasets/lego``, 100 views) through ``reconstruct --texture`` at 128: seconds
+  to texture (decimation, xatlas, bake) and to write the GLB and OBJ.
 
 Rendered cases use ``data.synthetic`` (``--views`` on a hemisphere at ``--size``), their exact
 silhouettes, the automatic box.
@@ -146,6 +148,31 @@ def timing_rows(root: Path, repeats: int, out):
             out.append(row)
 
 
+def texture_rows(root: Path, out):
+    """The lego (100 views of 800 x 800) through ``reconstruct --texture`` at 128: the texture stage
+    (decimation, atlas, bake) and the writing of the GLB and OBJ, seconds of one run after a warm-up."""
+    import tempfile
+
+    import trimesh
+
+    from carve.pipeline import reconstruct
+    from carve.texture import texture_mesh
+    from geometry import Camera
+
+    lego = root / "lego"
+    if not lego.is_dir():
+        print(f"lego: skipped, no dataset at {lego}")
+        return
+    cam = Camera.look_at([0.0, 0.0, 5.0], [0.0, 0.0, 0.0], up=(0, 1, 0), fov=40, width=16, height=16)
+    texture_mesh(trimesh.creation.box(), np.zeros((1, 16, 16, 3), np.uint8), cam, 0.1, size=16, progress=False)
+    with tempfile.TemporaryDirectory() as folder:
+        result = reconstruct(lego, Path(folder), resolution=128, texture=True)
+        glb = trimesh.load(Path(folder) / "lego.glb", force="mesh")
+        out.append({"case": "lego", "resolution": 128, "views": len(result.views), "texture s": result.times["texture"],
+                    "write s": result.times["write"], "faces": len(glb.faces),
+                    "texels": int(np.prod(np.asarray(glb.visual.material.baseColorTexture).shape[:2]))})
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--views", type=int, default=64)
@@ -164,7 +191,7 @@ def main(argv=None) -> dict:
             cache[name] = data.synthetic(name, views=args.views, size=(width, height))
         return cache[name]
 
-    record = {"errors": [], "genus": [], "chamfer": [], "timing": []}
+    record = {"errors": [], "genus": [], "chamfer": [], "timing": [], "texture": []}
     error_rows(views_of, record["errors"])
     print(f"Vertex error against the object (voxels), {args.views} views of {width}x{height}")
     print_table(["case", "res", "mesh", "mean", "p90", "vertices", "goal", ""],
@@ -190,6 +217,12 @@ def main(argv=None) -> dict:
             if "decimation error" in r:
                 print(f"decimated within {DECIMATION_ERROR} voxel at {r['resolution']}: {r['decimated faces %']:.1f}% of "
                       f"the faces kept, error {r['decimation error']:.3f} voxel, {r['decimation s']:.1f} s")
+    texture_rows(args.datasets, record["texture"])
+    for r in record["texture"]:
+        total = r["texture s"] + r["write s"]
+        print(f"\nTextured {r['case']} at {r['resolution']} ({r['views']} views): texture {r['texture s']:.2f} s + "
+              f"GLB and OBJ written {r['write s']:.2f} s = {total:.2f} s (goal <= 10 s: "
+              f"{'met' if total <= 10 else 'not met'}); {r['faces']:,} faces, {r['texels']:,} texels")
     if args.json:
         write_json(record, args.json)
     return record

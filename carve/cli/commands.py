@@ -140,13 +140,14 @@ def cmd_demo(args) -> int:
 
 def reconstruct_options(args) -> dict:
     """The options of :func:`carve.pipeline.reconstruct` that ``reconstruct`` and ``batch`` share, checked
-    (UsageError): format, masks, resolution, method, backend, device, exact, tolerance, bounds, refine."""
+    (UsageError): format, masks, resolution, method, backend, device, exact, tolerance, bounds, refine, texture."""
     if args.tolerance is not None and args.tolerance < 0:
         raise UsageError(f"--tolerance must be a number of views >= 0, got {args.tolerance}")
     return dict(format=args.format, silhouettes=args.silhouettes, mask_object=args.mask_object,
                 allow_outside_paths=args.allow_outside_paths, resolution=args.resolution, method=args.method,
                 backend=args.backend, device=torch_device(args.device, args.backend), exact=args.exact,
-                tolerance=args.tolerance, bounds=parse_bounds(args.bounds), refine=args.refine)
+                tolerance=args.tolerance, bounds=parse_bounds(args.bounds), refine=args.refine,
+                texture=args.texture)
 
 
 def cmd_reconstruct(args) -> int:

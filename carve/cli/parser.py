@@ -129,6 +129,9 @@ def add_carving_options(p) -> None:
                    help="carve beyond the hull: photo = space carving (remove surface voxels the views disagree "
                         "about in colour, for concavities; needs textured surfaces), depth = fuse monocular depth "
                         "inside the hull (only where it beats a constant depth)")
+    p.add_argument("--texture", action="store_true",
+                   help="also write NAME.glb and NAME.obj (+ .mtl, NAME_texture.png): the mesh with a UV atlas "
+                        "(xatlas) and a texture baked from the photographs")
 
 
 def _add_view_render_depth(command) -> None:

@@ -77,11 +77,12 @@ def reconstruct(path, out, *, name: str | None = None, mesh_path=None, format: s
                 silhouettes: str = "default", mask_object: str | None = None, allow_outside_paths: bool = False,
                 resolution: int = 256, method: str = "octree", backend: str = "numba", device=None,
                 exact: bool = False, tolerance: int | None = None, bounds="auto", refine: str | None = None,
-                quiet: bool = True, memory_limit: int | None = None) -> Reconstruction:
+                texture: bool = False, quiet: bool = True, memory_limit: int | None = None) -> Reconstruction:
     """Carve the dataset at ``path`` and write its mesh, grid, snapshot and per-view report to ``out``.
 
     The steps are those of :mod:`carve.pipeline.steps`; the outputs are ``NAME.ply`` (or
-    ``mesh_path``), ``NAME.npz``, ``NAME.png`` in the dataset's frame, and ``NAME_views.json``
+    ``mesh_path``), ``NAME.npz``, ``NAME.png`` in the dataset's frame (with ``texture``, also the
+    textured ``NAME.glb`` and ``NAME.obj``), and ``NAME_views.json``
     (not with ``exact``), each written atomically.
 
     Args:
@@ -95,6 +96,8 @@ def reconstruct(path, out, *, name: str | None = None, mesh_path=None, format: s
             of the robust hull.
         refine: None, or carve beyond the hull: "photo" (space carving by colour) or "depth" (fused
             monocular depth); see :func:`carve.pipeline.steps.refine_hull`. Needs the images.
+        texture: also write ``NAME.glb`` and ``NAME.obj`` (+ ``.mtl``, ``NAME_texture.png``): the mesh with
+            a UV atlas and a texture baked from the images (:func:`carve.pipeline.steps.textured_mesh`).
         quiet: print nothing; otherwise a line per stage and the per-view table, as the command does.
         memory_limit: bytes the carve may use (a Dask worker's limit): :func:`check_fits` before carving.
 
@@ -125,6 +128,8 @@ def reconstruct(path, out, *, name: str | None = None, mesh_path=None, format: s
         raise OptionError(f"--refine must be one of {', '.join(steps.REFINE)}, got {refine!r}")
     if refine is not None and views.images is None:
         raise OptionError(f"--refine {refine} needs the dataset's photographs, but it holds masks only")
+    if texture and views.images is None:
+        raise OptionError("--texture needs the dataset's photographs, but it holds masks only")
     stages.say(f"{views.format} dataset{'' if format else ' (detected)'}: {len(views)} views of "
                f"{views.width}x{views.height} px"
                + ("" if views.images is not None else ", masks only (the mesh is not coloured)"))
@@ -154,6 +159,11 @@ def reconstruct(path, out, *, name: str | None = None, mesh_path=None, format: s
         with stages("mesh"):
             mesh = steps.mesh_of(grid, views, masks, outside, report)
         reason = steps.failure(grid, report, mesh)
+    textured = None
+    if reason is None and texture:
+        with stages("texture"):
+            textured = steps.textured_mesh(mesh, views, grid.voxel_size, stages.say)
+        textured = to_dataset_frame(views, None, textured)[1]
     voxels, shape = grid.count(), tuple(grid.shape)
     grid, mesh = to_dataset_frame(views, grid, mesh) if reason is None else (None, None)
     name = name or path.resolve().name
@@ -166,7 +176,7 @@ def reconstruct(path, out, *, name: str | None = None, mesh_path=None, format: s
     if reason is not None:
         stages.say("skipping the mesh, the grid file and the snapshot: there is nothing to write")
         raise steps.HullFailure(reason)
-    written += write_results(grid, mesh, out, name, stages, mesh_path=mesh_path)
+    written += write_results(grid, mesh, out, name, stages, mesh_path=mesh_path, textured=textured)
     stages.say("times: " + stages.summary())
     return Reconstruction(name=name, dataset=str(path), voxels=voxels, shape=shape, times=dict(stages.times),
                           outputs=written, views=views, mesh=mesh)

@@ -93,16 +93,18 @@ def to_dataset_frame(views, grid, mesh):
             None if mesh is None else to_dataset_mesh(mesh, frame))
 
 
-def write_results(grid, mesh, out: Path, name: str, stages: Stages, mesh_path=None) -> list[Path]:
-    """Write ``name.ply`` (or ``mesh_path``), ``name.npz`` and the snapshot ``name.png`` atomically.
+def write_results(grid, mesh, out: Path, name: str, stages: Stages, mesh_path=None, textured=None) -> list[Path]:
+    """Write ``name.ply`` (or ``mesh_path``), ``name.npz`` and the snapshot ``name.png`` atomically;
+    with a ``textured`` mesh also ``name.glb`` and ``name.obj`` (+ ``name.mtl``, ``name_texture.png``).
 
     Args:
         grid: the :class:`carve.VoxelGrid`. mesh: its ``trimesh.Trimesh``. out: the output directory.
         name: base name of the files. stages: times the writing and says what was written.
         mesh_path: where the mesh goes instead of ``out / (name + ".ply")``.
+        textured: the mesh with its texture (:func:`carve.texture.texture_mesh`), or None.
 
     Returns:
-        [mesh path, grid path, snapshot path].
+        [mesh path, grid path, (textured files,) snapshot path].
     """
     from carve import viz
     from data.files import new_folders
@@ -113,7 +115,15 @@ def write_results(grid, mesh, out: Path, name: str, stages: Stages, mesh_path=No
         with stages("write"):
             write_mesh(mesh, mesh_path)
             grid.save(grid_path)  # atomic itself
+            extra = []
+            if textured is not None:
+                from carve.texture import write_textured
+
+                extra = write_textured(textured, out / f"{name}.glb")
+                # the .obj's texture is NAME_texture.png: NAME.png is the snapshot
+                extra += write_textured(textured, out / f"{name}.obj", image=out / f"{name}_texture.png")
         with stages("snapshot"):
             viz.snapshot(mesh, path=picture)
-    stages.say(f"wrote {mesh_path}, {grid_path}, {picture}")
-    return [mesh_path, grid_path, picture]
+    written = [mesh_path, grid_path, *extra, picture]
+    stages.say("wrote " + ", ".join(map(str, written)))
+    return written

@@ -165,6 +165,26 @@ def mesh_of(grid, views, masks, outside, report=None):
     return mesh
 
 
+#: faces above which a mesh is decimated before its atlas: xatlas's charting grows faster than the
+#: faces (lego hull at 128: 3 s at 30k faces, 31 s at 127k); the texture carries the detail, and on
+#: that hull the vertices moved 0.007 voxel on average (99th percentile 0.1)
+TEXTURE_FACES = 30_000
+
+
+def textured_mesh(mesh, views, voxel_size: float, say):
+    """The mesh (carving frame) with a UV atlas and a texture baked from the views
+    (:func:`carve.texture.texture_mesh`), decimated first to :data:`TEXTURE_FACES`, with a line saying so."""
+    from carve.mesh import decimate
+    from carve.texture import texture_mesh
+
+    if len(mesh.faces) > TEXTURE_FACES:
+        small, moved = decimate(mesh, TEXTURE_FACES)
+        say(f"texture: the mesh decimated from {len(mesh.faces):,} to {len(small.faces):,} faces for its atlas "
+            f"(the surface moved at most {moved / voxel_size:.2f} voxel)")
+        mesh = small
+    return texture_mesh(mesh, views.images, views.cameras, voxel_size)
+
+
 #: what ``refine=`` accepts: carving beyond the hull by colour (space carving) or by fused monocular depth
 REFINE = ("photo", "depth")
 

@@ -190,6 +190,14 @@ def _trimesh_to_open3d(mesh, name: str):
                                     o3d.utility.Vector3iVector(np.asarray(mesh.faces, np.int32)))
     visual = mesh.visual
     kind = getattr(visual, "kind", None)
+    image = _texture_image(visual) if kind == "texture" else None
+    if image is not None:  # a baked texture (carve.texture): drawn as such, not as vertex colours
+        uv = np.asarray(visual.uv, np.float64)[np.asarray(mesh.faces)].reshape(-1, 2)
+        out.triangle_uvs = o3d.utility.Vector2dVector(uv)
+        out.triangle_material_ids = o3d.utility.IntVector(np.zeros(len(mesh.faces), np.int32))
+        out.textures = [o3d.geometry.Image(image)]
+        out.paint_uniform_color([1.0, 1.0, 1.0])  # the renderers multiply the texture by the vertex colours
+        return _finish_mesh(out)
     if kind == "texture":
         try:
             visual = visual.to_color()
@@ -201,6 +209,16 @@ def _trimesh_to_open3d(mesh, name: str):
         if colors.shape[:1] == (len(mesh.vertices),):
             out.vertex_colors = o3d.utility.Vector3dVector(colors[:, :3].astype(np.float64) / 255.0)
     return _finish_mesh(out)
+
+
+def _texture_image(visual):
+    """(H, W, 3) uint8 RGB of a trimesh ``TextureVisuals``' material image, or None when it has
+    none (or no uv)."""
+    material = getattr(visual, "material", None)
+    image = getattr(material, "image", None) or getattr(material, "baseColorTexture", None)
+    if image is None or getattr(visual, "uv", None) is None:
+        return None
+    return np.ascontiguousarray(np.asarray(image.convert("RGB")))
 
 
 def _finish_mesh(mesh):

@@ -64,7 +64,7 @@ from data.files import new_folders
 from data.images import write_image
 from geometry import Camera, pixel_rays
 
-__all__ = ["snapshot", "render", "render_scene", "check_headless", "shade", "stdout_to_devnull", "without_broken_display", "srgb",
+__all__ = ["snapshot", "render", "render_scene", "check_headless", "shade", "stdout_to_devnull", "without_broken_display", "srgb", "srgb_texture",
            "BACKGROUND"]
 
 BACKGROUND = (0.96, 0.965, 0.97)
@@ -184,6 +184,17 @@ def srgb(color) -> list:
     return [float(x) for x in np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)]
 
 
+_SRGB_LUT = np.round(255 * np.array(srgb(np.arange(256) / 255.0))).astype(np.uint8)
+
+
+def srgb_texture(image) -> "o3d.geometry.Image":
+    """An Open3D image of the (H, W, 3) uint8 ``image`` that Filament draws unchanged: it reads
+    textures as sRGB and, with post-processing off, writes linear values (128 would come out 54)."""
+    import open3d as o3d
+
+    return o3d.geometry.Image(np.ascontiguousarray(_SRGB_LUT[np.asarray(image, np.uint8)]))
+
+
 def _materials(entry, size):
     """(colour-pass material, normal-pass material) for one :class:`carve.viz.scene.Entry`."""
     import open3d as o3d
@@ -196,7 +207,11 @@ def _materials(entry, size):
     normal.base_color = [0.0, 0.0, 0.0, 1.0]
     if entry.texture is not None:  # a photograph: unlit, never shaded
         color.shader = "defaultUnlit"
-        color.albedo_img = o3d.geometry.Image(np.ascontiguousarray(entry.texture))
+        color.albedo_img = srgb_texture(entry.texture)
+    elif isinstance(geometry, o3d.geometry.TriangleMesh) and geometry.has_textures():  # a baked texture
+        color.shader = "defaultUnlit"
+        color.albedo_img = srgb_texture(np.asarray(geometry.textures[0]))
+        normal.shader = "normals"
     elif isinstance(geometry, o3d.geometry.TriangleMesh):
         color.shader = "unlitPolygonOffset"  # unlit vertex colours (cheap, see the module docstring)
         normal.shader = "normals"

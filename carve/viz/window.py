@@ -36,7 +36,7 @@ import numpy as np
 from carve.viz.controls import CONTROLS
 from carve.viz.display import display_problem, gl_renderer, screen_size
 from carve.viz.framing import check_size, fit_camera, window_size
-from carve.viz.offscreen import BACKGROUND, srgb, stdout_to_devnull
+from carve.viz.offscreen import BACKGROUND, srgb, srgb_texture, stdout_to_devnull
 from carve.viz.scene import Scene, build_scene
 from geometry import Camera
 
@@ -78,7 +78,17 @@ def _photo_material(texture: np.ndarray):
     mat = o3d.visualization.rendering.MaterialRecord()
     mat.shader = "defaultUnlit"
     mat.base_color = [1.0, 1.0, 1.0, 1.0]
-    mat.albedo_img = o3d.geometry.Image(np.ascontiguousarray(texture))
+    mat.albedo_img = srgb_texture(texture)
+    return mat
+
+
+def _texture_material(mesh):
+    import open3d as o3d
+
+    mat = o3d.visualization.rendering.MaterialRecord()
+    mat.shader = "defaultLit"
+    mat.base_color = [1.0, 1.0, 1.0, 1.0]
+    mat.albedo_img = srgb_texture(np.asarray(mesh.textures[0]))
     return mat
 
 
@@ -119,6 +129,8 @@ class Viewer:
         self._photos = {e.camera: e for e in scene.entries if e.group == "images"}
         for e in scene.entries:
             material = None if e.texture is None else _photo_material(e.texture)
+            if material is None and isinstance(e.geometry, o3d.geometry.TriangleMesh) and e.geometry.has_textures():
+                material = _texture_material(e.geometry)  # a baked texture, lit
             w.add_geometry(e.name, e.geometry, material, e.group, 0.0, e.group not in scene.hidden)
         self._add_anchor(o3d)
         w.add_action("Reset view", _guarded(self.home))
