@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["voxel_surface", "vertex_colors", "decimate", "surface_distance"]
+__all__ = ["voxel_surface", "vertex_colors", "decimate", "surface_distance", "checked_images", "raycasting_scene"]
 
 #: the colour of vertices no view sees, RGB
 UNSEEN_GREY = 128
@@ -97,10 +97,10 @@ def vertex_colors(mesh, images, cameras, voxel_size: float, progress: bool | Non
     if not isinstance(cameras, Camera):
         raise TypeError(f"cameras must be a geometry.Camera, got {type(cameras).__name__}")
     cameras = cameras.numpy()
-    rgb = _checked_images(images, cameras)
+    rgb = checked_images(images, cameras)
     verts = np.asarray(mesh.vertices)
     normals = np.asarray(mesh.vertex_normals)
-    scene = _raycasting_scene(verts, np.asarray(mesh.faces))
+    scene = raycasting_scene(verts, np.asarray(mesh.faces))
     total = np.zeros((len(verts), 3))
     weight = np.zeros(len(verts))
     for b in progress_bar(range(len(cameras)), desc="colouring", enabled=progress, unit="view"):
@@ -114,7 +114,7 @@ def vertex_colors(mesh, images, cameras, voxel_size: float, progress: bool | Non
     return colors
 
 
-def _checked_images(images, cameras) -> list:
+def checked_images(images, cameras) -> list:
     """B (H, W, 3) uint8 images, one per camera, each of its camera's size when that is set."""
     from data.images import rgb_images
 
@@ -129,7 +129,7 @@ def _checked_images(images, cameras) -> list:
     return rgb
 
 
-def _raycasting_scene(verts, faces):
+def raycasting_scene(verts, faces):
     """An Open3D raycasting scene of the (V, 3) vertices and (F, 3) faces."""
     import open3d as o3d
 
@@ -219,7 +219,7 @@ def surface_distance(a, b) -> float:
     def one_way(src, dst):
         if not len(src.vertices):
             return 0.0
-        scene = _raycasting_scene(np.asarray(dst.vertices), np.asarray(dst.faces))
+        scene = raycasting_scene(np.asarray(dst.vertices), np.asarray(dst.faces))
         points = o3d.core.Tensor(np.asarray(src.vertices, np.float32))
         return float(scene.compute_distance(points).numpy().max())
 

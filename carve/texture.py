@@ -67,7 +67,7 @@ def texture_mesh(mesh, images, cameras, voxel_size: float, size: int = TEXTURE_S
     import PIL.Image
     import trimesh
 
-    from carve.mesh import _checked_images, _raycasting_scene
+    from carve.mesh import checked_images, raycasting_scene
     from data.progress import progress as progress_bar
     from geometry import Camera
 
@@ -80,7 +80,7 @@ def texture_mesh(mesh, images, cameras, voxel_size: float, size: int = TEXTURE_S
     if not np.isfinite(voxel_size) or voxel_size <= 0:
         raise ValueError(f"voxel_size must be a positive number, got {voxel_size!r}")
     cameras = cameras.numpy()
-    rgb = _checked_images(images, cameras)
+    rgb = checked_images(images, cameras)
     verts, uv, faces = _atlas(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces), int(size))
     face_of, bary = _rasterize(uv * size, faces, int(size))
     texel = np.flatnonzero(face_of.ravel() >= 0)
@@ -92,7 +92,7 @@ def texture_mesh(mesh, images, cameras, voxel_size: float, size: int = TEXTURE_S
     centres = tri.mean(1)
     normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
-    scene = _raycasting_scene(verts, faces)
+    scene = raycasting_scene(verts, faces)
     total = np.zeros((len(texel), 3))
     weight = np.zeros(len(texel))
     for b in progress_bar(range(len(cameras)), desc="texturing", enabled=progress, unit="view"):

@@ -23,6 +23,7 @@ CARVE_DEPS = {
     "carve.metrics": set(),
     "carve.mesh": set(),
     "carve.surface": set(),
+    "carve.texture": {"carve.mesh"},
     "carve.grid": {"carve.mesh", "carve.surface"},
     "carve.hull": {"carve.grid"},
     "carve.learn": {"carve.metrics"},
@@ -31,7 +32,7 @@ CARVE_DEPS = {
     "carve.viz": {"carve.grid", "carve.mesh"},
     "carve.refine": {"carve.grid", "carve.hull", "carve.segmentation", "carve.depth"},
     "carve.pipeline": {"carve.hull", "carve.grid", "carve.mesh", "carve.surface", "carve.segmentation", "carve.viz",
-                       "carve.refine"},
+                       "carve.refine", "carve.texture"},
     "carve.batch": {"carve.pipeline", "carve.hull"},
     "carve.cli": None,  # everything
     "carve.__main__": {"carve.cli"},
