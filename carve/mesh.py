@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["voxel_surface", "vertex_colors", "decimate", "surface_distance", "checked_images", "raycasting_scene"]
+__all__ = ["voxel_surface", "vertex_colors", "decimate", "surface_distance", "checked_images", "raycasting_scene", "unoccluded",
+           "UNSEEN_GREY"]
 
 #: the colour of vertices no view sees, RGB
 UNSEEN_GREY = 128
@@ -144,8 +145,6 @@ def _visible(scene, verts, normals, camera, size, voxel_size):
     verts, normals: (V, 3); camera: one numpy :class:`geometry.Camera`; size: (H, W) of its image.
     The weight is the cosine between the vertex normal and the direction to the camera.
     """
-    import open3d as o3d
-
     from geometry import pixel_index, project
 
     H, W = size
@@ -158,12 +157,24 @@ def _visible(scene, verts, normals, camera, size, voxel_size):
     cos = np.einsum("ij,ij->i", normals, to_cam) / np.maximum(dist, 1e-12)
     valid &= cos > 0
     cand = np.flatnonzero(valid)
-    direction = to_cam[cand] / dist[cand, None]
-    origin = verts[cand] + 0.5 * voxel_size * direction  # step off the surface the ray starts on
-    rays = np.concatenate([origin, direction * (dist[cand, None] - 0.5 * voxel_size)], 1).astype(np.float32)
-    hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy() if len(cand) else np.zeros(0, np.float32)
-    seen = cand[~(hit < 1.0)]
+    seen = cand[unoccluded(scene, verts[cand], camera.center[0], voxel_size)]
     return seen, rows[seen], cols[seen], cos[seen]
+
+
+def unoccluded(scene, points, eye, voxel_size: float) -> np.ndarray:
+    """(N,) bool: whether the segment from each of the (N, 3) surface ``points`` to ``eye`` (3,) misses
+    the mesh of the raycasting ``scene``; each ray starts half a ``voxel_size`` off the surface it
+    starts on, so that the point does not hide itself."""
+    import open3d as o3d
+
+    if len(points) == 0:
+        return np.zeros(0, bool)
+    to_eye = eye - points
+    dist = np.linalg.norm(to_eye, axis=1, keepdims=True)
+    direction = to_eye / np.maximum(dist, 1e-30)
+    rays = np.concatenate([points + 0.5 * voxel_size * direction, direction * (dist - 0.5 * voxel_size)], 1)
+    hit = scene.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))["t_hit"].numpy()
+    return ~(hit < 1.0)
 
 
 def decimate(mesh, faces: int | None = None, *, max_error: float | None = None):

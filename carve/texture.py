@@ -31,7 +31,6 @@ __all__ = ["texture_mesh", "write_textured", "TEXTURE_SIZE", "GUTTER", "TEXTURE_
 TEXTURE_SIZE = 2048  # texels on a side: on the lego at 128 (100 views of 800 x 800) about one texel per pixel seen
 GUTTER = 2           # texels between charts: bilinear filtering reads one texel beyond a chart's edge
 TEXTURE_SUFFIXES = (".glb", ".obj")
-_UNSEEN_GREY = 128   # as carve.mesh.vertex_colors: a texel no view sees
 
 
 def texture_mesh(mesh, images, cameras, voxel_size: float, size: int = TEXTURE_SIZE,
@@ -67,7 +66,7 @@ def texture_mesh(mesh, images, cameras, voxel_size: float, size: int = TEXTURE_S
     import PIL.Image
     import trimesh
 
-    from carve.mesh import checked_images, raycasting_scene
+    from carve.mesh import UNSEEN_GREY, checked_images, raycasting_scene
     from data.progress import progress as progress_bar
     from geometry import Camera
 
@@ -101,7 +100,7 @@ def texture_mesh(mesh, images, cameras, voxel_size: float, size: int = TEXTURE_S
         w_face[~seen] = 0.0
         P = cameras.K[b] @ np.concatenate([cameras.R[b], cameras.T[b][:, None]], 1)
         _accumulate(points, w_face[tf], P.astype(np.float64), rgb[b], total, weight)
-    colours = np.full((len(texel), 3), _UNSEEN_GREY, np.float64)
+    colours = np.full((len(texel), 3), UNSEEN_GREY, np.float64)  # a texel no view sees
     ok = weight > 0
     colours[ok] = total[ok] / weight[ok, None]
     image = np.zeros((size * size, 3), np.uint8)
@@ -223,20 +222,11 @@ def _rasterize(uv_px, faces, size):
 
 def _faces_seen(scene, centres, normals, eye, voxel_size) -> np.ndarray:
     """(F,) bool: the faces that turn towards the camera at ``eye`` (3,) with nothing in between."""
-    import open3d as o3d
+    from carve.mesh import unoccluded
 
-    to_cam = eye - centres
-    dist = np.linalg.norm(to_cam, axis=1)
-    facing = np.einsum("ij,ij->i", normals, to_cam) > 0
-    cand = np.flatnonzero(facing)
-    seen = np.zeros(len(centres), bool)
-    if len(cand) == 0:
-        return seen
-    direction = to_cam[cand] / dist[cand, None]
-    origin = centres[cand] + 0.5 * voxel_size * direction  # off the face the ray starts on
-    rays = np.concatenate([origin, direction * (dist[cand, None] - 0.5 * voxel_size)], 1).astype(np.float32)
-    hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
-    seen[cand[~(hit < 1.0)]] = True
+    seen = np.einsum("ij,ij->i", normals, eye - centres) > 0
+    cand = np.flatnonzero(seen)
+    seen[cand] = unoccluded(scene, centres[cand], eye, voxel_size)
     return seen
 
 
