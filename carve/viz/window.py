@@ -24,6 +24,8 @@ Notes on Open3D (0.19, 0.20):
 - Its ``modify_geometry_material`` and the ``defaultUnlitTransparency`` shader crash the process
   (segmentation fault, 0.20): photographs are swapped through the scene's own
   ``modify_geometry_material``, and they are opaque.
+- Under Mesa's software drivers the renderer spins for good in a process started with a glibc malloc
+  tunable set (Dask sets one): :func:`carve.viz.allocator.steady_mmap_threshold` runs first.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ import time
 
 import numpy as np
 
+from carve.viz.allocator import steady_mmap_threshold
 from carve.viz.controls import CONTROLS
 from carve.viz.display import display_problem, gl_renderer, screen_size
 from carve.viz.framing import check_size, fit_camera, window_size
@@ -60,6 +63,7 @@ def _application():
 
     app = gui.Application.instance
     if not _app_ready:
+        steady_mmap_threshold()
         with stdout_to_devnull():
             app.initialize()
         _app_ready = True
