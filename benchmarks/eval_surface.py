@@ -10,7 +10,7 @@ Rows, one run:
   all above the horizon, pin the hull down) and, for the box, on the vertices within one voxel of its
   edges and corners (sharp features), upper half too;
 - ``torus``/``pretzel`` at 64, 128 and 256: the Euler number of each mesh (genus g gives 2 - 2g: the
-  torus 0, the pretzel -2);
+  torus 0, the pretzel -2), with the binary mesh of every voxel (``repair=False``) beside them;
 - Chamfer distance at 64 for the box, torus and pretzel (mean of both directions, in voxels, between
   the mesh's vertices and 20 000 points on the object), with the snapped mesh at 256 as the hull's
   own floor (finite views: a visual hull is not the object);
@@ -81,7 +81,8 @@ def error_rows(views_of, out):
 def genus_rows(views_of, out):
     for name in GENUS:
         for resolution in (64, 128, 256):
-            _, meshes = _meshes(views_of(name), resolution)
+            grid, meshes = _meshes(views_of(name), resolution)
+            meshes = {"binary, no repair": grid.to_mesh(repair=False), **meshes}
             for kind, mesh in meshes.items():
                 want = 2 - 2 * GENUS[name]
                 out.append({"case": name, "resolution": resolution, "mesh": kind, "euler": int(mesh.euler_number),

@@ -138,7 +138,8 @@ class VoxelGrid:
         return VoxelGrid(occ, gain * corner + t, self.voxel_size * float(scale[0]), colors)
 
     # -------------------------------------------------------------------------------------- meshing
-    def to_mesh(self, images=None, cameras=None, smooth=0.0, progress=None, *, masks=None, outside="auto"):
+    def to_mesh(self, images=None, cameras=None, smooth=0.0, progress=None, *, masks=None, outside="auto",
+                repair=True):
         """The surface of the occupied voxels by marching cubes, in world units (:mod:`carve.mesh`).
 
         The grid is padded by one empty voxel so the mesh is closed (watertight where the object does
@@ -160,6 +161,9 @@ class VoxelGrid:
             smooth: Gaussian smoothing of the occupancy before meshing, in voxels (0: the exact
                 voxel surface, a staircase; about 1 gives a smooth surface).
             progress: show a progress bar while colouring (default: :func:`data.progress.progress`'s rule).
+            repair: leave out the islands and handles thinner than three voxels that carving at a fine
+                resolution grows (:func:`carve.topology.repair`), so the mesh has the object's genus;
+                False meshes every voxel.
 
         Returns:
             ``trimesh.Trimesh`` (with ``visual.vertex_colors`` (V, 4) uint8 when images are given); an
@@ -180,7 +184,7 @@ class VoxelGrid:
                              + ("no cameras" if cameras is None else f"smooth={smooth}"))
         if cameras is not None and images is None and masks is None:
             raise ValueError("cameras need images (to colour) or masks (to snap to the hull), got only cameras")
-        mesh = voxel_surface(self, smooth)
+        mesh = voxel_surface(self, smooth, repair)
         if masks is not None:
             from carve.surface import snap_to_hull
 

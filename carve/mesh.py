@@ -15,18 +15,27 @@ __all__ = ["voxel_surface", "vertex_colors", "decimate", "surface_distance", "ch
 
 #: the colour of vertices no view sees, RGB
 UNSEEN_GREY = 128
+#: how far above 1/2 binary marching cubes runs: any amount breaks the ties of voxels that touch
+#: only along an edge or at a corner (their faces' saddle value is exactly 1/2), the same way
+#: everywhere; small, so the rounding to the edge midpoints (a quarter voxel away) is exact
+_ABOVE_HALF = 1e-3
 
 
-def voxel_surface(grid, smooth: float = 0.0):
-    """The surface of the occupied voxels by marching cubes (level 0.5), in world units.
+def voxel_surface(grid, smooth: float = 0.0, repair: bool = True):
+    """The surface of the occupied voxels by marching cubes, in world units.
 
     The occupied region is padded by empty voxels so the mesh is closed (watertight where the
-    object does not touch the box's faces).
+    object does not touch the box's faces). Without ``smooth`` the mesh is 2-manifold and its
+    topology is the voxels' with faces as the only contacts (the (6, 26) pair): marching cubes runs
+    just above level 1/2, so voxels that touch only along an edge or at a corner are not joined, and
+    the vertices are then put back on the midpoints of their lattice edges.
 
     Args:
         grid: a :class:`carve.grid.VoxelGrid`.
         smooth: Gaussian smoothing of the occupancy before meshing, in voxels (0: the exact voxel
             surface, a staircase; about 1 gives a smooth surface).
+        repair: mesh :func:`carve.topology.repair` of the occupancy: without the islands and handles
+            thinner than three voxels that carving at a fine resolution leaves (False: every voxel).
 
     Returns:
         ``trimesh.Trimesh`` with (V, 3) float64 vertices and (F, 3) faces; an empty one for an empty grid.
@@ -43,6 +52,8 @@ def voxel_surface(grid, smooth: float = 0.0):
 
     if isinstance(smooth, bool) or not np.isscalar(smooth) or not np.isfinite(smooth) or smooth < 0:
         raise ValueError(f"smooth must be a number >= 0 (voxels), got {smooth!r}")
+    if not isinstance(repair, (bool, np.bool_)):
+        raise TypeError(f"repair must be True or False, got {repair!r}")
     occupancy = grid.occupancy
     if not occupancy.any():
         return trimesh.Trimesh()
@@ -51,15 +62,25 @@ def voxel_surface(grid, smooth: float = 0.0):
     start = np.array([i[0] for i in idx])
     stop = np.array([i[-1] + 1 for i in idx])
     sub = occupancy[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]]
+    if repair:
+        from carve.topology import repair as repaired
+
+        clean = repaired(sub)
+        sub = clean if clean.any() else sub  # nothing but islands: they are the hull
     pad = 1 + int(np.ceil(3 * smooth))  # room for the blur to fall to 0
     volume = np.pad(sub, pad).astype(np.float32)
+    level = 0.5
     if smooth > 0:
         from scipy.ndimage import gaussian_filter
 
         volume = gaussian_filter(volume, float(smooth))
+    else:
+        level += _ABOVE_HALF
+    verts, faces, _, _ = marching_cubes(volume, level=level, allow_degenerate=False)
+    if smooth == 0:
+        verts = np.round(2 * verts) / 2  # back on the midpoints (index units: x.5 on the edge's axis)
     s = grid.voxel_size
-    verts, faces, _, _ = marching_cubes(volume, level=0.5, spacing=(s, s, s), allow_degenerate=False)
-    verts = verts + (grid.lo + (start - pad + 0.5) * s)
+    verts = verts * s + (grid.lo + (start - pad + 0.5) * s)
     # skimage winds faces clockwise seen from the high side of the level set (the inside here)
     return trimesh.Trimesh(vertices=verts, faces=faces[:, ::-1], process=False)
 

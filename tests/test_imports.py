@@ -21,7 +21,8 @@ PACKAGE_DEPS = {"geometry": set(), "data": {"geometry"}, "carve": {"geometry", "
 #: inside carve: each area and the areas it may import (the command line may import everything)
 CARVE_DEPS = {
     "carve.metrics": set(),
-    "carve.mesh": set(),
+    "carve.topology": set(),
+    "carve.mesh": {"carve.topology"},
     "carve.surface": set(),
     "carve.texture": {"carve.mesh"},
     "carve.grid": {"carve.mesh", "carve.surface"},
