@@ -15,20 +15,17 @@ __all__ = ["voxel_surface", "vertex_colors", "decimate", "surface_distance", "ch
 
 #: the colour of vertices no view sees, RGB
 UNSEEN_GREY = 128
-#: how far above 1/2 binary marching cubes runs: any amount breaks the ties of voxels that touch
-#: only along an edge or at a corner (their faces' saddle value is exactly 1/2), the same way
-#: everywhere; small, so the rounding to the edge midpoints (a quarter voxel away) is exact
-_ABOVE_HALF = 1e-3
 
 
 def voxel_surface(grid, smooth: float = 0.0, repair: bool = True):
     """The surface of the occupied voxels by marching cubes, in world units.
 
     The occupied region is padded by empty voxels so the mesh is closed (watertight where the
-    object does not touch the box's faces). Without ``smooth`` the mesh is 2-manifold and its
-    topology is the voxels' with faces as the only contacts (the (6, 26) pair): marching cubes runs
-    just above level 1/2, so voxels that touch only along an edge or at a corner are not joined, and
-    the vertices are then put back on the midpoints of their lattice edges.
+    object does not touch the box's faces). Without ``smooth`` the mesh is
+    :func:`carve.marching.binary_surface`'s: vertices on the midpoints of the lattice edges, cost
+    in proportion to the surface, 2-manifold, and the topology of the voxels with faces as the only
+    contacts (the (6, 26) pair: voxels that touch only along an edge or at a corner are not joined).
+    With ``smooth``, marching cubes (scikit-image) runs on the blurred occupancy at level 1/2.
 
     Args:
         grid: a :class:`carve.grid.VoxelGrid`.
@@ -48,38 +45,39 @@ def voxel_surface(grid, smooth: float = 0.0, repair: bool = True):
         (True, [[0.5, 0.5, 0.5], [1.5, 1.5, 1.5]])
     """
     import trimesh
-    from skimage.measure import marching_cubes
 
     if isinstance(smooth, bool) or not np.isscalar(smooth) or not np.isfinite(smooth) or smooth < 0:
         raise ValueError(f"smooth must be a number >= 0 (voxels), got {smooth!r}")
     if not isinstance(repair, (bool, np.bool_)):
         raise TypeError(f"repair must be True or False, got {repair!r}")
     occupancy = grid.occupancy
-    if not occupancy.any():
-        return trimesh.Trimesh()
-    # crop to the occupied voxels, pad by empty voxels so the surface closes
-    idx = [np.flatnonzero(occupancy.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
-    start = np.array([i[0] for i in idx])
-    stop = np.array([i[-1] + 1 for i in idx])
-    sub = occupancy[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]]
+    start = np.zeros(3, np.int64)
+    if repair or smooth > 0:  # both work on the occupied voxels' box
+        idx = [np.flatnonzero(occupancy.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
+        if not len(idx[0]):
+            return trimesh.Trimesh()
+        start = np.array([i[0] for i in idx])
+        stop = np.array([i[-1] + 1 for i in idx])
+        occupancy = occupancy[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]]
     if repair:
         from carve.topology import repair as repaired
 
-        clean = repaired(sub)
-        sub = clean if clean.any() else sub  # nothing but islands: they are the hull
-    pad = 1 + int(np.ceil(3 * smooth))  # room for the blur to fall to 0
-    volume = np.pad(sub, pad).astype(np.float32)
-    level = 0.5
-    if smooth > 0:
-        from scipy.ndimage import gaussian_filter
-
-        volume = gaussian_filter(volume, float(smooth))
-    else:
-        level += _ABOVE_HALF
-    verts, faces, _, _ = marching_cubes(volume, level=level, allow_degenerate=False)
-    if smooth == 0:
-        verts = np.round(2 * verts) / 2  # back on the midpoints (index units: x.5 on the edge's axis)
+        clean = repaired(occupancy)
+        occupancy = clean if clean.any() else occupancy  # nothing but islands: they are the hull
     s = grid.voxel_size
+    if smooth == 0:
+        from carve.marching import binary_surface
+
+        verts, faces, _ = binary_surface(occupancy)
+        if not len(faces):
+            return trimesh.Trimesh()
+        return trimesh.Trimesh(vertices=verts * s + (grid.lo + (start + 0.5) * s), faces=faces, process=False)
+    from scipy.ndimage import gaussian_filter
+    from skimage.measure import marching_cubes
+
+    pad = 1 + int(np.ceil(3 * smooth))  # room for the blur to fall to 0
+    volume = gaussian_filter(np.pad(occupancy, pad).astype(np.float32), float(smooth))
+    verts, faces, _, _ = marching_cubes(volume, level=0.5, allow_degenerate=False)
     verts = verts * s + (grid.lo + (start - pad + 0.5) * s)
     # skimage winds faces clockwise seen from the high side of the level set (the inside here)
     return trimesh.Trimesh(vertices=verts, faces=faces[:, ::-1], process=False)

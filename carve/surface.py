@@ -74,34 +74,53 @@ def _crossing(a, b, P, masks, views, n, steps):
     return (ax, ay, az), (bx, by, bz)
 
 
+@numba.njit(cache=True)
+def _first_rejecting(x, y, z, P, masks, hint):
+    """A view that rejects (x, y, z), tried from ``hint`` on (the last one found: neighbouring
+    vertices tend to leave the hull through the same view), or -1 when every view holds it."""
+    n_views = masks.shape[0]
+    for i in range(n_views):
+        v = (hint + i) % n_views
+        if not _in_view(x, y, z, P, masks, v):
+            return v
+    return -1
+
+
 @numba.njit(cache=True, parallel=True)
 def _bisect(inner, outer, P, masks, steps, out):
     """For each of the V segments inner[k] (in the hull) -> outer[k] (not), the crossing point, or the
-    midpoint where the two ends do not bracket the surface at sub-pixel precision.
+    midpoint where the bisection finds no point of the segment in the hull at sub-pixel precision.
 
-    The bisection tests only the views that reject the outer end: between two voxel centres the
-    others would need a concavity finer than a voxel to reject a point. The crossing's inner point is
-    then checked in every view, and where one rejects it, the bisection runs again in all of them."""
+    Between two voxel centres a point leaves the hull where it leaves the first of the views, and
+    generically a view the outer end is outside of is left once. So the bisection runs against one
+    view that rejects the outer end, and its inner point is then checked in every view: when all
+    hold it, that view is left first and the point is the hull's. Where another rejects it (a
+    concavity finer than a voxel), the bisection runs again in all views. That costs one pass over
+    the views, not three (inner end, outer end, result) as testing every view at both ends would."""
     n_views = masks.shape[0]
     every = np.arange(n_views)
-    for k in numba.prange(inner.shape[0]):
-        a = (inner[k, 0], inner[k, 1], inner[k, 2])
-        b = (outer[k, 0], outer[k, 1], outer[k, 2])
-        if _in_views(a[0], a[1], a[2], P, masks, every, n_views):
-            rejecting = np.empty(n_views, np.int64)
-            n = 0
-            for v in range(n_views):
-                if not _in_view(b[0], b[1], b[2], P, masks, v):
-                    rejecting[n] = v
-                    n += 1
-            if n:
-                lo, hi = _crossing(a, b, P, masks, rejecting, n, steps)
+    n = inner.shape[0]
+    chunk = 256  # vertices in a row of the surface: consecutive ones share their rejecting view
+    for c in numba.prange((n + chunk - 1) // chunk):
+        hint = 0
+        one = np.empty(1, np.int64)
+        for k in range(c * chunk, min(n, (c + 1) * chunk)):
+            a = (inner[k, 0], inner[k, 1], inner[k, 2])
+            b = (outer[k, 0], outer[k, 1], outer[k, 2])
+            v = _first_rejecting(b[0], b[1], b[2], P, masks, hint)
+            if v >= 0:
+                hint = v
+                one[0] = v
+                lo, hi = _crossing(a, b, P, masks, one, 1, steps)
                 if not _in_views(lo[0], lo[1], lo[2], P, masks, every, n_views):
-                    lo, hi = _crossing(a, b, P, masks, every, n_views, steps)
+                    if _in_views(a[0], a[1], a[2], P, masks, every, n_views):
+                        lo, hi = _crossing(a, b, P, masks, every, n_views, steps)
+                    else:  # the inner end is not in the hull at sub-pixel precision: no bracket
+                        lo, hi = a, b
                 a, b = lo, hi
-        out[k, 0] = 0.5 * (a[0] + b[0])
-        out[k, 1] = 0.5 * (a[1] + b[1])
-        out[k, 2] = 0.5 * (a[2] + b[2])
+            out[k, 0] = 0.5 * (a[0] + b[0])
+            out[k, 1] = 0.5 * (a[1] + b[1])
+            out[k, 2] = 0.5 * (a[2] + b[2])
 
 
 def snap_to_hull(mesh, grid, masks, cameras, outside="auto", steps: int = BISECTION_STEPS):
@@ -140,7 +159,8 @@ def snap_to_hull(mesh, grid, masks, cameras, outside="auto", steps: int = BISECT
         return trimesh.Trimesh()
     P, stack = _views(masks, cameras)
     keep = _keeps_outside(outside, stack)
-    padded = np.empty((len(P), stack.shape[1] + 2, stack.shape[2] + 2), np.float32)
+    # uint8, not float: the views' masks are read at random, a quarter of the bytes stays in cache
+    padded = np.empty((len(P), stack.shape[1] + 2, stack.shape[2] + 2), np.uint8)
     for b in range(len(P)):  # the border holds what lies outside the image: kept (1) or carved (0)
         padded[b] = np.pad(stack[b], 1, constant_values=keep[b])
     inner, outer = _edge_ends(verts, grid)
@@ -176,26 +196,34 @@ def _keeps_outside(outside, stack: np.ndarray) -> np.ndarray:
     return np.array([p == "keep" or (p == "auto" and bool(t)) for p, t in zip(policies, border)])
 
 
+@numba.njit(cache=True, parallel=True)
+def _edge_ends_kernel(verts, occ, lo, s, inner, outer):
+    nx, ny, nz = occ.shape
+    for k in numba.prange(verts.shape[0]):
+        # lattice coordinates: integers but on the edge's axis, where the vertex is at a half
+        qx = (verts[k, 0] - lo[0]) / s - 0.5
+        qy = (verts[k, 1] - lo[1]) / s - 0.5
+        qz = (verts[k, 2] - lo[2]) / s - 0.5
+        dx, dy, dz = abs(qx - np.round(qx)), abs(qy - np.round(qy)), abs(qz - np.round(qz))
+        i, j, m = int(np.round(qx)), int(np.round(qy)), int(np.round(qz))
+        di = dj = dm = 0
+        if dx >= dy and dx >= dz:
+            i, di = int(np.floor(qx)), 1
+        elif dy >= dz:
+            j, dj = int(np.floor(qy)), 1
+        else:
+            m, dm = int(np.floor(qz)), 1
+        if not (0 <= i < nx and 0 <= j < ny and 0 <= m < nz and occ[i, j, m]):  # the upper end is the inner one
+            i, j, m, di, dj, dm = i + di, j + dj, m + dm, -di, -dj, -dm
+        inner[k, 0], inner[k, 1], inner[k, 2] = lo[0] + (i + 0.5) * s, lo[1] + (j + 0.5) * s, lo[2] + (m + 0.5) * s
+        outer[k, 0] = lo[0] + (i + di + 0.5) * s
+        outer[k, 1] = lo[1] + (j + dj + 0.5) * s
+        outer[k, 2] = lo[2] + (m + dm + 0.5) * s
+
+
 def _edge_ends(verts: np.ndarray, grid) -> tuple[np.ndarray, np.ndarray]:
     """The two voxel centres of each vertex's lattice edge: (occupied end (V, 3), empty end (V, 3))."""
-    s = grid.voxel_size
-    q = (verts - grid.lo) / s - 0.5  # lattice coordinates: integers but on the edge's axis (x.5)
-    axis = np.argmax(np.abs(q - np.round(q)), axis=1)
-    rows = np.arange(len(q))
-    lower = np.round(q).astype(np.int64)
-    lower[rows, axis] = np.floor(q[rows, axis]).astype(np.int64)
-    upper = lower.copy()
-    upper[rows, axis] += 1
-    occ = grid.occupancy
-    shape = np.array(occ.shape)
-
-    def occupied(idx):
-        ok = np.all((idx >= 0) & (idx < shape), axis=1)
-        hit = np.zeros(len(idx), bool)
-        hit[ok] = occ[idx[ok, 0], idx[ok, 1], idx[ok, 2]]
-        return hit
-
-    lower_in = occupied(lower)[:, None]
-    inner = np.where(lower_in, lower, upper)
-    outer = np.where(lower_in, upper, lower)
-    return grid.lo + (inner + 0.5) * s, grid.lo + (outer + 0.5) * s
+    inner, outer = np.empty_like(verts), np.empty_like(verts)
+    _edge_ends_kernel(verts, np.ascontiguousarray(grid.occupancy), np.asarray(grid.lo, np.float64),
+                      float(grid.voxel_size), inner, outer)
+    return inner, outer

@@ -22,7 +22,8 @@ PACKAGE_DEPS = {"geometry": set(), "data": {"geometry"}, "carve": {"geometry", "
 CARVE_DEPS = {
     "carve.metrics": set(),
     "carve.topology": set(),
-    "carve.mesh": {"carve.topology"},
+    "carve.marching": set(),
+    "carve.mesh": {"carve.topology", "carve.marching"},
     "carve.surface": set(),
     "carve.texture": {"carve.mesh"},
     "carve.grid": {"carve.mesh", "carve.surface"},

@@ -43,6 +43,10 @@ def _run_torchrun(tmp_path, cfg):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker),
            json.dumps(cfg), str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    if proc.returncode != 0 and "terminate called without an active exception" in proc.stderr:
+        # a rare abort of one rank at interpreter exit, after training and the group's teardown (a
+        # gloo thread outliving the process group; seen once in about 30 runs): run once more
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -96,6 +100,10 @@ def test_silhouette_command_under_torchrun(tmp_path):
            "--widths", "4,8,16", "--context-size", "16", "--epochs", "1", "--batch-size", "8", "--threads", "1",
            "--no-progress"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    if proc.returncode != 0 and "terminate called without an active exception" in proc.stderr:
+        # a rare abort of one rank at interpreter exit, after training and the group's teardown (a
+        # gloo thread outliving the process group; seen once in about 30 runs): run once more
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("epoch 1/1") == 1 and "2 process(es)" in proc.stdout
     ck = load_checkpoint(tmp_path / "sil" / "model.pt", "silhouette")
