@@ -4,11 +4,11 @@ Marching cubes on the binary occupancy puts every vertex at the midpoint of a la
 one end (a voxel centre) is in the hull and whose other end is not, so the mesh sits on the voxel
 lattice: its error scales with the voxel, not with the images. Following Mercier and Meneveaux
 ("Shape from silhouette: image pixels for marching cubes", WSCG 2005), each vertex is instead found
-on its edge by bisection against the silhouettes: a point is in the hull when it is in front of
-every camera and projects into every silhouette. The silhouettes are read at sub-pixel precision:
-each mask is sampled bilinearly (pixel centres at integers) and a point is inside a view when the
-sample is at least one half, which puts the contour midway between an object pixel's centre and a
-background pixel's centre, as marching squares does. So vertices lie on the hull's true surface up
+on its edge where the edge first leaves the hull, solved against the silhouettes: a point is in the
+hull when it is in front of every camera and projects into every silhouette. The silhouettes are
+read at sub-pixel precision: each mask is sampled bilinearly (pixel centres at integers) and a point
+is inside a view when the sample is at least one half, which puts the contour midway between an
+object pixel's centre and a background pixel's centre, as marching squares does. So vertices lie on the hull's true surface up
 to the masks' own precision, and the mesh keeps the topology and faces of the binary surface.
 
 Views whose silhouette touches the image border (the object leaves the frame) keep what lies
@@ -21,11 +21,25 @@ import numpy as np
 
 __all__ = ["BISECTION_STEPS", "snap_to_hull"]
 
-#: halvings of each lattice edge: 2**-12 of a voxel, far below any mask's precision (a voxel is
-#: rarely smaller than a tenth of a pixel), at a cost of 12 hull tests per vertex
+#: precision of each vertex on its lattice edge, as halvings: 2**-12 of a voxel, far below any mask's
+#: precision (a voxel is rarely smaller than a tenth of a pixel); the exit from one view is solved
+#: exactly, so this bounds only the check in the other views and the bisection where that fails
 BISECTION_STEPS = 12
 #: depth below which a point counts as at or behind a camera (the carving rule's)
 _EPS = 1e-9
+
+
+@numba.njit(cache=True, inline="always")
+def _sample(masks, b, u, v):
+    """Mask b read bilinearly at (u, v) in padded pixel coordinates, within [0, W+1] x [0, H+1]."""
+    _, hp, wp = masks.shape
+    i0 = min(int(v), hp - 2)
+    j0 = min(int(u), wp - 2)
+    fv = v - i0
+    fu = u - j0
+    top = masks[b, i0, j0] * (1.0 - fu) + masks[b, i0, j0 + 1] * fu
+    bottom = masks[b, i0 + 1, j0] * (1.0 - fu) + masks[b, i0 + 1, j0 + 1] * fu
+    return top * (1.0 - fv) + bottom * fv
 
 
 @numba.njit(cache=True, inline="always")
@@ -42,13 +56,80 @@ def _in_view(x, y, z, P, masks, b):
     v = min(max(v, 0.0), hp - 1.0)
     if not (u == u and v == v):  # NaN (an overflowing projection): not inside
         return False
-    i0 = min(int(v), hp - 2)
-    j0 = min(int(u), wp - 2)
-    fv = v - i0
-    fu = u - j0
-    top = masks[b, i0, j0] * (1.0 - fu) + masks[b, i0, j0 + 1] * fu
-    bottom = masks[b, i0 + 1, j0] * (1.0 - fu) + masks[b, i0 + 1, j0 + 1] * fu
-    return top * (1.0 - fv) + bottom * fv >= 0.5
+    return _sample(masks, b, u, v) >= 0.5
+
+
+@numba.njit(cache=True)
+def _cell_root(c00, c01, c10, c11, fu0, fv0, du, dv, s0, s1):
+    """The s in [s0, s1] where the bilinear patch (corners c00 c01 / c10 c11) is 1/2 along the line
+    (fu0 + s du, fv0 + s dv), given that it is >= 1/2 at s0 and < 1/2 at s1: a quadratic in s."""
+    e = c00 - c01 - c10 + c11
+    a2 = e * du * dv
+    a1 = (c01 - c00) * du + (c10 - c00) * dv + e * (fu0 * dv + fv0 * du)
+    a0 = c00 + (c01 - c00) * fu0 + (c10 - c00) * fv0 + e * fu0 * fv0 - 0.5
+    if a2 != 0.0:  # the root of a2 s^2 + a1 s + a0 in [s0, s1], in the form that loses no digits
+        disc = a1 * a1 - 4.0 * a2 * a0
+        if disc >= 0.0:
+            q = -0.5 * (a1 + np.sqrt(disc) if a1 >= 0.0 else a1 - np.sqrt(disc))
+            for r in (q / a2, a0 / q if q != 0.0 else np.inf):
+                if s0 <= r <= s1:
+                    return r
+    elif a1 != 0.0:
+        r = -a0 / a1
+        if s0 <= r <= s1:
+            return r
+    for _ in range(60):  # rounding put the root a hair outside: bisect the polynomial (registers only)
+        m = 0.5 * (s0 + s1)
+        if m <= s0 or m >= s1:
+            break
+        if (a2 * m + a1) * m + a0 >= 0.0:
+            s0 = m
+        else:
+            s1 = m
+    return 0.5 * (s0 + s1)
+
+
+@numba.njit(cache=True)
+def _exit_in_view(a, b, P, masks, view):
+    """Where the segment a -> b first leaves view's silhouette: its parameter t in [0, 1] (exact,
+    cell by cell of the bilinear mask along the segment's image), -1 when a is not inside the view,
+    or -2 when the image plane cannot tell (an end behind the camera or beyond the padded image)."""
+    _, hp, wp = masks.shape
+    wa = P[view, 2, 0] * a[0] + P[view, 2, 1] * a[1] + P[view, 2, 2] * a[2] + P[view, 2, 3]
+    wb = P[view, 2, 0] * b[0] + P[view, 2, 1] * b[1] + P[view, 2, 2] * b[2] + P[view, 2, 3]
+    if not (wa > _EPS and wb > _EPS):
+        return -2.0
+    ua = (P[view, 0, 0] * a[0] + P[view, 0, 1] * a[1] + P[view, 0, 2] * a[2] + P[view, 0, 3]) / wa + 1.0
+    va = (P[view, 1, 0] * a[0] + P[view, 1, 1] * a[1] + P[view, 1, 2] * a[2] + P[view, 1, 3]) / wa + 1.0
+    ub = (P[view, 0, 0] * b[0] + P[view, 0, 1] * b[1] + P[view, 0, 2] * b[2] + P[view, 0, 3]) / wb + 1.0
+    vb = (P[view, 1, 0] * b[0] + P[view, 1, 1] * b[1] + P[view, 1, 2] * b[2] + P[view, 1, 3]) / wb + 1.0
+    if not (0.0 <= ua <= wp - 1.0 and 0.0 <= ub <= wp - 1.0 and 0.0 <= va <= hp - 1.0 and 0.0 <= vb <= hp - 1.0):
+        return -2.0  # (also NaN) clamped reads are not bilinear along the line
+    if _sample(masks, view, ua, va) < 0.5:
+        return -1.0
+    du, dv = ub - ua, vb - va
+    i, j = min(int(va), hp - 2), min(int(ua), wp - 2)
+    s = 0.0
+    while True:  # the cells between pixel centres that the image of the segment crosses, in order
+        su = (j + 1 - ua) / du if du > 0 else ((j - ua) / du if du < 0 else np.inf)
+        sv = (i + 1 - va) / dv if dv > 0 else ((i - va) / dv if dv < 0 else np.inf)
+        s1 = min(su, sv, 1.0)
+        c00, c01 = float(masks[view, i, j]), float(masks[view, i, j + 1])
+        c10, c11 = float(masks[view, i + 1, j]), float(masks[view, i + 1, j + 1])
+        fu0, fv0 = ua - j, va - i
+        fu, fv = fu0 + s1 * du, fv0 + s1 * dv
+        if (c00 * (1 - fu) + c01 * fu) * (1 - fv) + (c10 * (1 - fu) + c11 * fu) * fv < 0.5:
+            s = _cell_root(c00, c01, c10, c11, fu0, fv0, du, dv, s, s1)
+            return s * wa / ((1.0 - s) * wb + s * wa)  # the image's s back to the segment's t
+        if s1 >= 1.0:
+            return 1.0  # in this view's bilinear mask all along (b's rejection was at its 1/2 exactly)
+        if su <= sv:
+            j += 1 if du > 0 else -1
+        else:
+            i += 1 if dv > 0 else -1
+        if not (0 <= i <= hp - 2 and 0 <= j <= wp - 2):
+            return 1.0
+        s = s1
 
 
 @numba.njit(cache=True, inline="always")
@@ -88,18 +169,21 @@ def _first_rejecting(x, y, z, P, masks, hint):
 
 @numba.njit(cache=True, parallel=True)
 def _bisect(inner, outer, P, masks, steps, out):
-    """For each of the V segments inner[k] (in the hull) -> outer[k] (not), the crossing point, or the
-    midpoint where the bisection finds no point of the segment in the hull at sub-pixel precision.
+    """For each of the V segments inner[k] (in the hull) -> outer[k] (not), the point where it first
+    leaves the hull, or the midpoint where no point of the segment is in the hull at sub-pixel precision.
 
-    Between two voxel centres a point leaves the hull where it leaves the first of the views, and
-    generically a view the outer end is outside of is left once. So the bisection runs against one
-    view that rejects the outer end, and its inner point is then checked in every view: when all
-    hold it, that view is left first and the point is the hull's. Where another rejects it (a
-    concavity finer than a voxel), the bisection runs again in all views. That costs one pass over
-    the views, not three (inner end, outer end, result) as testing every view at both ends would."""
+    Between two voxel centres a point leaves the hull where it leaves the first of the views. So the
+    exit is solved in one view that rejects the outer end, exactly: along the segment's image the
+    bilinear mask is a quadratic in each pixel cell (a bisection only where the image plane cannot
+    tell). The point just before it is then checked in every view: when all hold it, that view is
+    left first and the point is the hull's. Where another rejects it (a concavity finer than a
+    voxel), the segment is bisected in all views. That costs one pass over the views, not three
+    (inner end, outer end, result) as testing every view at both ends would, and no bisection steps
+    (each a projection and a read whose branch no processor predicts)."""
     n_views = masks.shape[0]
     every = np.arange(n_views)
     n = inner.shape[0]
+    half = 0.5 ** (steps + 1)
     chunk = 256  # vertices in a row of the surface: consecutive ones share their rejecting view
     for c in numba.prange((n + chunk - 1) // chunk):
         hint = 0
@@ -111,7 +195,15 @@ def _bisect(inner, outer, P, masks, steps, out):
             if v >= 0:
                 hint = v
                 one[0] = v
-                lo, hi = _crossing(a, b, P, masks, one, 1, steps)
+                t = _exit_in_view(a, b, P, masks, v) if steps > 0 else -2.0
+                if t >= 0.0:  # the bracket bisection would reach, around the exact exit
+                    t0, t1 = max(t - half, 0.0), min(t + half, 1.0)
+                    lo = (a[0] + t0 * (b[0] - a[0]), a[1] + t0 * (b[1] - a[1]), a[2] + t0 * (b[2] - a[2]))
+                    hi = (a[0] + t1 * (b[0] - a[0]), a[1] + t1 * (b[1] - a[1]), a[2] + t1 * (b[2] - a[2]))
+                elif t == -1.0:  # the inner end is outside this view
+                    lo, hi = a, b
+                else:
+                    lo, hi = _crossing(a, b, P, masks, one, 1, steps)
                 if not _in_views(lo[0], lo[1], lo[2], P, masks, every, n_views):
                     if _in_views(a[0], a[1], a[2], P, masks, every, n_views):
                         lo, hi = _crossing(a, b, P, masks, every, n_views, steps)
@@ -134,7 +226,7 @@ def snap_to_hull(mesh, grid, masks, cameras, outside="auto", steps: int = BISECT
         cameras: the :class:`geometry.Camera` of the B views (their P is used as it is).
         outside: the carving's outside policy: "carve", "keep", "auto" (keep for views whose mask
             touches its border) or one of "carve"/"keep" per view.
-        steps: bisection steps (each halves the interval; 12 reach 1/4096 voxel).
+        steps: the precision, as halvings of the edge (12: 1/4096 voxel); 0 leaves the lattice midpoints.
 
     Returns:
         a new ``trimesh.Trimesh`` with the same faces and the moved (V, 3) vertices.

@@ -217,3 +217,30 @@ def test_decimation_to_a_count_or_within_an_error(sphere_views):
                             ({"max_error": -1.0}, "max_error must be a distance > 0")):
         with pytest.raises(ValueError, match=message):
             decimate(mesh, **kwargs)
+
+
+def test_snapped_vertices_sit_exactly_where_the_edge_leaves_the_silhouette():
+    """One view whose mask is a half-plane of columns: its bilinear contour is the column midway
+    between the last object pixel's centre and the first background one's, so the hull is the
+    half-space behind a known plane. The snap solves each edge's exit in the image, so vertices the
+    snap moves sit on that plane to rounding, far below bisection's 2**-13 voxel."""
+    from carve.surface import snap_to_hull
+
+    f, cx, cy, depth, edge = 100.0, 31.5, 23.5, 5.0, 37  # columns < 37 are the object's
+    camera = Camera(np.array([[f, 0, cx], [0, f, cy], [0, 0, 1.0]]), np.eye(3), np.array([0, 0, depth]),
+                    width=64, height=48)
+    mask = np.zeros((48, 64), bool)
+    mask[:, :edge] = True
+
+    def plane_x(z):  # u = f x / (z + depth) + cx reaches edge - 1/2 there
+        return (edge - 0.5 - cx) * (z + depth) / f
+
+    lo, size = np.array([-0.5, -0.5, -0.5]), 1.0 / 16
+    centres = lo + (np.indices((16, 16, 16)).transpose(1, 2, 3, 0) + 0.5) * size
+    grid = VoxelGrid(centres[..., 0] < plane_x(centres[..., 2]), lo, size)
+    lattice = grid.to_mesh()
+    snapped = snap_to_hull(lattice, grid, mask[None], camera, outside="keep")
+    moved = np.linalg.norm(snapped.vertices - lattice.vertices, axis=1) > 1e-9
+    assert moved.sum() >= 16 * 16  # every x-edge row of the plane's crossing at least
+    off = np.abs(snapped.vertices[moved, 0] - plane_x(snapped.vertices[moved, 2])) / size
+    assert off.max() < 1e-9
