@@ -11,7 +11,7 @@ Overhead per task: the batch's wall time times its workers, less the seconds the
 (their records' ``seconds``), over the tasks: what scheduling, hashing, the manifest and idle workers
 cost each dataset. Datasets per core-hour: the 2-worker rate, per core, times 3600, to size a cluster.
 
-Usage: python benchmarks/bench_batch.py [--datasets 32] [--size 160x120] [--views 12] [--resolution 64]
+Usage: python benchmarks/bench_batch.py [--datasets 32] [--size 160x120] [--views 12] [--resolution 64] [--repeats 3]
 """
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -79,6 +81,8 @@ def main(argv=None) -> int:
     parser.add_argument("--size", default="160x120")
     parser.add_argument("--views", type=int, default=12)
     parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds of loop, 1 worker, 2 workers (interleaved); medians are reported")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().split("x"))
@@ -89,26 +93,35 @@ def main(argv=None) -> int:
     try:
         paths = render(root / "in", args.datasets, size, args.views)
         warm = render(root / "warm", 1, size, args.views)[0]
-        loop = time_loop(paths, warm, root / "loop", options)
-        one, one_overhead = time_batch(paths, warm, root / "one", 1, options)
-        two, two_overhead = time_batch(paths, warm, root / "two", 2, options)
+        rounds = []  # (loop s, 1-worker s, its overhead, 2-worker s, its overhead) per round
+        for r in range(args.repeats):
+            loop = time_loop(paths, warm, root / f"loop{r}", options)
+            one, one_overhead = time_batch(paths, warm, root / f"one{r}", 1, options)
+            two, two_overhead = time_batch(paths, warm, root / f"two{r}", 2, options)
+            rounds.append((loop, one, one_overhead, two, two_overhead))
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    loop, one, one_overhead, two, two_overhead = (float(v) for v in np.median(np.array(rounds), axis=0))
+    speedup_one = float(np.median([r[0] / r[1] for r in rounds]))  # ratios within a round, then the median
+    speedup_two = float(np.median([r[0] / r[3] for r in rounds]))
     n, cores = args.datasets, own_cores()
     rows = [["loop over reconstruct (1 process)", f"{n / loop:.2f}", "1.00x", "", f"{n / loop * 3600:,.0f}"],
-            ["carve batch, 1 worker", f"{n / one:.2f}", f"{loop / one:.2f}x", f"{one_overhead * 1000:.0f}",
+            ["carve batch, 1 worker", f"{n / one:.2f}", f"{speedup_one:.2f}x", f"{one_overhead * 1000:.0f}",
              f"{n / one * 3600:,.0f}"],
-            ["carve batch, 2 workers", f"{n / two:.2f}", f"{loop / two:.2f}x", f"{two_overhead * 1000:.0f}",
+            ["carve batch, 2 workers", f"{n / two:.2f}", f"{speedup_two:.2f}x", f"{two_overhead * 1000:.0f}",
              f"{n / two * 3600:,.0f}"]]
     print(f"{n} datasets of {args.views} views at {size[0]}x{size[1]} px, resolution {args.resolution}, "
-          f"{cores} cores (goal: 2 workers >= 1.6x the loop, overhead < 50 ms per task)")
+          f"{cores} cores, median of {args.repeats} rounds (goal: 2 workers >= 1.6x the loop, overhead < 50 ms "
+          f"per task); 2-worker ratio per round: {', '.join(f'{r[0] / r[3]:.2f}x' for r in rounds)}")
     print_table(["run", "datasets/s", "vs loop", "overhead ms/task", "datasets/hour"], rows)
     per_core = n / two * 3600 / min(2, cores)
     print(f"one core sustains about {per_core:,.0f} datasets per hour at these settings "
           f"(2-worker rate over {min(2, cores)} cores)")
     if args.json:
         write_json({"datasets": n, "size": list(size), "views": args.views, "resolution": args.resolution,
-                    "cores": cores, "loop_s": loop, "one_worker_s": one, "two_workers_s": two,
+                    "cores": cores, "repeats": args.repeats, "rounds_s": [list(r) for r in rounds],
+                    "loop_s": loop, "one_worker_s": one, "two_workers_s": two,
+                    "speedup": {"one": speedup_one, "two": speedup_two},
                     "overhead_ms": {"one": one_overhead * 1000, "two": two_overhead * 1000},
                     "per_core_hour": per_core}, args.json)
     return 0

@@ -61,3 +61,29 @@ def test_depth_auto_bounds_hold_the_carved_region():
     assert len(pts) > 0 and auto.count() > 0
     assert np.all(pts >= auto.lo) and np.all(pts <= auto.hi)
 
+
+
+@pytest.mark.parametrize("seed,tolerance,near,depth", [(50, 0, False, False), (51, 1, True, False),
+                                                       (52, 2, True, False), (53, 0, False, True),
+                                                       (54, 1, True, True)])
+def test_blocked_cell_test_decides_every_cell_as_the_cell_by_cell_test(seed, tolerance, near, depth):
+    from carve.hull.carving import _effective_depth
+    from carve.hull.numba_kernels import CELL_BLOCK, Tables, carve_cells
+    from carve.hull.rule import error_bounds
+
+    cams, sil, depth_maps, _, _ = random_scene(seed, n_views=7, near=near)
+    P = np.ascontiguousarray(cams.P, np.float64)
+    if depth:
+        tables = Tables.from_depth(np.ascontiguousarray(_effective_depth(depth_maps, "carve", 0.02)[1]))
+    else:
+        tables = Tables.from_silhouettes(np.ascontiguousarray(sil, np.uint8))[0]
+    carve_out = np.ones(len(P), np.bool_)
+    carve_out[::3] = not near  # with near cameras, some views keep what leaves their frame
+    lo, size, shape = np.array([-1.3, -1.1, -1.2]), 0.061, (37, 30, 41)  # not multiples of the block
+    edges = [lo[a] + np.arange(shape[a] + 1) * size for a in range(3)]
+    bnd = error_bounds(P, lo, lo + np.array(shape) * size, size)
+    blocked = carve_cells(P, *edges, tables, carve_out, tolerance, bnd)
+    one_by_one = carve_cells(P, *edges, tables, carve_out, tolerance, bnd, block=1)
+    assert CELL_BLOCK > 1 and blocked.shape == shape
+    assert 0 < one_by_one.sum() < one_by_one.size
+    np.testing.assert_array_equal(blocked, one_by_one)

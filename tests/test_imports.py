@@ -35,7 +35,7 @@ CARVE_DEPS = {
     "carve.refine": {"carve.grid", "carve.hull", "carve.segmentation", "carve.depth"},
     "carve.pipeline": {"carve.hull", "carve.grid", "carve.mesh", "carve.surface", "carve.segmentation", "carve.viz",
                        "carve.refine", "carve.texture"},
-    "carve.batch": {"carve.pipeline", "carve.hull"},
+    "carve.batch": {"carve.pipeline", "carve.hull", "carve.viz"},
     "carve.cli": None,  # everything
     "carve.__main__": {"carve.cli"},
     "carve": set(),

@@ -15,14 +15,18 @@ from geometry.arrays import is_tensor
 
 from carve.hull.rule import error_bounds
 
-__all__ = ["AUTO_COARSE_RESOLUTION", "UnboundedRegionError", "auto_bounds", "silhouette_cones", "depth_cones"]
+__all__ = ["AUTO_COARSE_RESOLUTION", "AUTO_FIRST_PASS_RESOLUTION", "UnboundedRegionError", "auto_bounds", "silhouette_cones", "depth_cones"]
 
 
 class UnboundedRegionError(ValueError):
     """``bounds="auto"`` found no finite region that the constraining views (with the tolerance) pin down."""
 
-#: cells along the longest side of the coarse passes of ``bounds="auto"``
+#: cells along the longest side of the last coarse pass of ``bounds="auto"``: the box ends within one
+#: such cell (plus the final margin) of the cells that may hold the object
 AUTO_COARSE_RESOLUTION = 64
+#: cells along the longest side of the first pass, which only cuts the loose corners of the cones' box:
+#: 64x fewer cells than the last pass, and the last pass then tightens the box just as far
+AUTO_FIRST_PASS_RESOLUTION = 16
 
 
 def auto_bounds(P: np.ndarray, tables, cones: list, carve_out: np.ndarray, tol: int, resolution: int):
@@ -32,9 +36,10 @@ def auto_bounds(P: np.ndarray, tables, cones: list, carve_out: np.ndarray, tol: 
        through the silhouettes' bounding rectangles (linear programs), over the views with
        outside="carve" (with tolerance k, the union of such boxes over subsets of views that every
        surviving point must lie in).
-    2. That box is carved coarsely (:data:`AUTO_COARSE_RESOLUTION` cells a side) with a conservative
-       per-cell test (a cell is dropped only if no point of it can survive), twice, each time
-       tightening the box around the cells that may hold the object.
+    2. That box is carved coarsely with a conservative per-cell test (a cell is dropped only if no
+       point of it can survive), twice (:data:`AUTO_FIRST_PASS_RESOLUTION`, then
+       :data:`AUTO_COARSE_RESOLUTION` cells a side), each time tightening the box around the cells
+       that may hold the object.
     3. A margin of one final voxel is added on every side.
 
     The tests are conservative for every point of a cell, so the box cannot cut the object at any
@@ -60,8 +65,8 @@ def auto_bounds(P: np.ndarray, tables, cones: list, carve_out: np.ndarray, tol: 
 
     numba_tables = tables()
     carve_np = np.ascontiguousarray(carve_out, dtype=np.bool_)
-    for _ in range(2):
-        size = float(np.max(hi - lo)) / AUTO_COARSE_RESOLUTION
+    for cells_a_side in (AUTO_FIRST_PASS_RESOLUTION, AUTO_COARSE_RESOLUTION):
+        size = float(np.max(hi - lo)) / cells_a_side
         n = np.maximum(np.ceil((hi - lo) / size - 1e-9).astype(np.int64), 1)
         edges = [lo[a] + np.arange(n[a] + 1) * size for a in range(3)]
         bnd = error_bounds(P, lo, lo + n * size, size)

@@ -312,28 +312,64 @@ def octree_split(bi, bj, bk, n_child, offsets, half, nx, ny, nz, new_rej, new_ma
                     o += 1
 
 
+#: cells a side of the blocks :func:`possible_cells` classifies first: a block that views reject (or
+#: all accept) decides its 64 cells with one test per view; the others are tested cell by cell (4
+#: measured 3-6x faster than cell by cell, and 1.5x faster than 8, on the bunny and rendered objects)
+CELL_BLOCK = 4
+
+
 @njit(parallel=True, cache=True, fastmath=False)
 def possible_cells(P, ex, ey, ez, H, W, carve_out, tol, depth_mode, sat, pmin, pmax, poff, pshape,
-                   bnd, out):  # pragma: no cover - compiled
+                   bnd, block, scratch, out):  # pragma: no cover - compiled
     """out[i, j, k] = False where no point of cell [ex[i], ex[i+1]] x ... can survive the carving.
 
     Conservative per cell (not per centre): used to find a box that holds the hull at any resolution.
+    Blocks of ``block`` cells a side are classified first; a view that rejects (accepts) a block rejects
+    (accepts) each of its cells, whose pixel rectangles lie inside the block's, so only the views mixed
+    on the block are asked again per cell: the same ``out`` as ``block=1``. ``scratch``: (threads, B) int32.
     """
     B = P.shape[0]
     nx, ny, nz = ex.shape[0] - 1, ey.shape[0] - 1, ez.shape[0] - 1
-    for ij in prange(nx * ny):
-        i = ij // ny
-        j = ij - i * ny
-        for k in range(nz):
-            n_rej = 0
-            for b in range(B):
-                s = _classify_box(P, b, ex[i], ex[i + 1], ey[j], ey[j + 1], ez[k], ez[k + 1], H, W,
-                                  carve_out[b], sat, pmin, pmax, poff, pshape, depth_mode, bnd)
-                if s == REJECT:
-                    n_rej += 1
-                    if n_rej > tol:
-                        break
-            out[i, j, k] = n_rej <= tol
+    mx, my, mz = (nx + block - 1) // block, (ny + block - 1) // block, (nz + block - 1) // block
+    for t in prange(mx * my * mz):
+        tid = numba.get_thread_id()
+        i0 = (t // (my * mz)) * block
+        j0 = ((t // mz) % my) * block
+        k0 = (t % mz) * block
+        i1 = min(i0 + block, nx)
+        j1 = min(j0 + block, ny)
+        k1 = min(k0 + block, nz)
+        n_rej = 0
+        n_mixed = 0
+        for b in range(B):
+            s = _classify_box(P, b, ex[i0], ex[i1], ey[j0], ey[j1], ez[k0], ez[k1], H, W, carve_out[b], sat,
+                              pmin, pmax, poff, pshape, depth_mode, bnd)
+            if s == REJECT:
+                n_rej += 1
+                if n_rej > tol:
+                    break
+            elif s == MIXED:
+                scratch[tid, n_mixed] = b
+                n_mixed += 1
+        if n_rej > tol or n_rej + n_mixed <= tol:
+            for i in range(i0, i1):
+                for j in range(j0, j1):
+                    for k in range(k0, k1):
+                        out[i, j, k] = n_rej <= tol
+            continue
+        for i in range(i0, i1):
+            for j in range(j0, j1):
+                for k in range(k0, k1):
+                    cnt = n_rej
+                    for q in range(n_mixed):
+                        b = scratch[tid, q]
+                        s = _classify_box(P, b, ex[i], ex[i + 1], ey[j], ey[j + 1], ez[k], ez[k + 1], H, W,
+                                          carve_out[b], sat, pmin, pmax, poff, pshape, depth_mode, bnd)
+                        if s == REJECT:
+                            cnt += 1
+                            if cnt > tol:
+                                break
+                    out[i, j, k] = cnt <= tol
 
 
 # ------------------------------------------------------------------------------------------ driver
@@ -422,11 +458,12 @@ def carve_octree(P, xs, ys, zs, tables, carve_out, tol, bnd, leaf=OCTREE_LEAF):
     return occ
 
 
-def carve_cells(P, ex, ey, ez, tables, carve_out, tol, bnd):
+def carve_cells(P, ex, ey, ez, tables, carve_out, tol, bnd, block=CELL_BLOCK):
     """(len(ex) - 1, len(ey) - 1, len(ez) - 1) bool: cells that may hold a surviving point."""
     out = np.empty((len(ex) - 1, len(ey) - 1, len(ez) - 1), np.bool_)
+    scratch = np.empty((numba.get_num_threads(), P.shape[0]), np.int32)
     possible_cells(P, ex, ey, ez, tables.H, tables.W, carve_out, tol, tables.depth_mode, tables.sat,
-                   tables.pmin, tables.pmax, tables.poff, tables.pshape, bnd, out)
+                   tables.pmin, tables.pmax, tables.poff, tables.pshape, bnd, block, scratch, out)
     return out
 
 
