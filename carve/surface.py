@@ -19,14 +19,22 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["BISECTION_STEPS", "snap_to_hull"]
+__all__ = ["BISECTION_STEPS", "BLOCK_VOXELS", "TILE", "snap_to_hull"]
 
 #: precision of each vertex on its lattice edge, as halvings: 2**-12 of a voxel, far below any mask's
-#: precision (a voxel is rarely smaller than a tenth of a pixel); the exit from one view is solved
-#: exactly, so this bounds only the check in the other views and the bisection where that fails
+#: precision (a voxel is rarely smaller than a tenth of a pixel); each view's exit is solved exactly,
+#: so this bounds only the bisection where the image plane cannot tell (an end behind a camera)
 BISECTION_STEPS = 12
 #: depth below which a point counts as at or behind a camera (the carving rule's)
 _EPS = 1e-9
+#: voxels a side of the blocks whose views are sorted once for all their vertices: a view whose mask
+#: holds the image of a whole block (one voxel wider, for the edges' outer ends) is not asked again
+#: for any point in it. A vertex then checks the few views whose contour passes near it, not all
+BLOCK_VOXELS = 8
+#: pixels a side of the mask tiles that test whether a view holds a block: the table is 1/16 of the
+#: masks (a full-resolution one costs more to allocate than the whole snap saves), and a block's
+#: rectangle grows by at most 3 pixels a side
+TILE = 4
 
 
 @numba.njit(cache=True, inline="always")
@@ -156,63 +164,142 @@ def _crossing(a, b, P, masks, views, n, steps):
 
 
 @numba.njit(cache=True)
-def _first_rejecting(x, y, z, P, masks, hint):
-    """A view that rejects (x, y, z), tried from ``hint`` on (the last one found: neighbouring
-    vertices tend to leave the hull through the same view), or -1 when every view holds it."""
-    n_views = masks.shape[0]
-    for i in range(n_views):
-        v = (hint + i) % n_views
-        if not _in_view(x, y, z, P, masks, v):
-            return v
-    return -1
+def _holds_box(P, b, x0, x1, y0, y1, z0, z1, sat, tile, hp, wp):
+    """True when view b holds every point of the box: in front of the camera, and every pixel of every
+    bilinear read lies in a tile of object pixels only (``sat``: :func:`_full_tiles` of the (hp, wp)
+    padded masks)."""
+    umin = vmin = np.inf
+    umax = vmax = -np.inf
+    for c in range(8):
+        x = x1 if c & 1 else x0
+        y = y1 if c & 2 else y0
+        z = z1 if c & 4 else z0
+        w = P[b, 2, 0] * x + P[b, 2, 1] * y + P[b, 2, 2] * z + P[b, 2, 3]
+        if not w > 2.0 * _EPS:
+            return False
+        u = (P[b, 0, 0] * x + P[b, 0, 1] * y + P[b, 0, 2] * z + P[b, 0, 3]) / w + 1.0
+        v = (P[b, 1, 0] * x + P[b, 1, 1] * y + P[b, 1, 2] * z + P[b, 1, 3]) / w + 1.0
+        umin, umax = min(umin, u), max(umax, u)
+        vmin, vmax = min(vmin, v), max(vmax, v)
+    # a box in front of the camera projects into the hull of its corners' images; the margin covers
+    # the rounding of the per-point projection (1e-12 of a pixel) many times over
+    mu = 1e-6 * (1.0 + max(abs(umin), abs(umax)))
+    mv = 1e-6 * (1.0 + max(abs(vmin), abs(vmax)))
+    if not (umin - mu >= 0.0 and vmin - mv >= 0.0 and umax + mu + 1.0 <= wp - 1.0 and vmax + mv + 1.0 <= hp - 1.0):
+        return False  # (also NaN) reads near the padded edge are clamped: not simply bilinear
+    c0, c1 = int(umin - mu) // tile, (int(umax + mu) + 1) // tile  # a read at u takes columns int(u), int(u) + 1
+    r0, r1 = int(vmin - mv) // tile, (int(vmax + mv) + 1) // tile
+    full = sat[b, r1 + 1, c1 + 1] - sat[b, r0, c1 + 1] - sat[b, r1 + 1, c0] + sat[b, r0, c0]
+    return full == (r1 - r0 + 1) * (c1 - c0 + 1)
 
 
 @numba.njit(cache=True, parallel=True)
-def _bisect(inner, outer, P, masks, steps, out):
-    """For each of the V segments inner[k] (in the hull) -> outer[k] (not), the point where it first
-    leaves the hull, or the midpoint where no point of the segment is in the hull at sub-pixel precision.
+def _block_views(blocks, lo, s, side, P, sat, tile, hp, wp, views, n_views):
+    """For each block (i, j, k) of ``blocks`` (N, 3), the views that do not hold its voxel centres
+    from (side * i - 1) to (side * i + side) on each axis: ``views[t, :n_views[t]]``."""
+    for t in numba.prange(blocks.shape[0]):
+        box = np.empty(6)
+        for a in range(3):
+            box[2 * a] = lo[a] + (side * blocks[t, a] - 0.5) * s
+            box[2 * a + 1] = lo[a] + (side * blocks[t, a] + side + 0.5) * s
+        n = 0
+        for b in range(P.shape[0]):
+            if not _holds_box(P, b, box[0], box[1], box[2], box[3], box[4], box[5], sat, tile, hp, wp):
+                views[t, n] = b
+                n += 1
+        n_views[t] = n
 
-    Between two voxel centres a point leaves the hull where it leaves the first of the views. So the
-    exit is solved in one view that rejects the outer end, exactly: along the segment's image the
-    bilinear mask is a quadratic in each pixel cell (a bisection only where the image plane cannot
-    tell). The point just before it is then checked in every view: when all hold it, that view is
-    left first and the point is the hull's. Where another rejects it (a concavity finer than a
-    voxel), the segment is bisected in all views. That costs one pass over the views, not three
-    (inner end, outer end, result) as testing every view at both ends would, and no bisection steps
-    (each a projection and a read whose branch no processor predicts)."""
-    n_views = masks.shape[0]
-    every = np.arange(n_views)
+
+@numba.njit(cache=True, parallel=True)
+def _full_tiles(masks, tile, sat):
+    """The summed-area table of the tiles of ``tile`` x ``tile`` pixels of each mask that hold object
+    pixels only: sat[b, i, j] = how many of tiles [:i, :j] are full (those at the edge: the pixels they have)."""
+    _, hp, wp = masks.shape
+    for b in numba.prange(masks.shape[0]):
+        sat[b, 0, :] = 0
+        for ti in range(sat.shape[1] - 1):
+            row = 0
+            sat[b, ti + 1, 0] = 0
+            for tj in range(sat.shape[2] - 1):
+                full = 1
+                for i in range(ti * tile, min((ti + 1) * tile, hp)):
+                    for j in range(tj * tile, min((tj + 1) * tile, wp)):
+                        if masks[b, i, j] == 0:
+                            full = 0
+                            break
+                    if full == 0:
+                        break
+                row += full
+                sat[b, ti + 1, tj + 1] = sat[b, ti, tj + 1] + row
+
+
+def _vertex_views(inner, grid, P, padded):
+    """Per vertex, the views that may reject a point of its edge: (views (N, B) int64, counts (N,)
+    int64) per block of :data:`BLOCK_VOXELS` voxels that holds a vertex, and the (V,) block of each
+    vertex (the block of its edge's occupied voxel)."""
+    lo, s = np.asarray(grid.lo, np.float64), float(grid.voxel_size)
+    shape = -(-np.asarray(grid.shape) // BLOCK_VOXELS)  # blocks a side: 1/512 of the voxels
+    cell = np.floor((inner - lo) / s).astype(np.int64) // BLOCK_VOXELS  # centres sit at (index + 1/2) s
+    key = np.ravel_multi_index(tuple(np.clip(cell, 0, shape - 1).T), tuple(shape))
+    present = np.zeros(int(np.prod(shape)), np.bool_)
+    present[key] = True
+    block_of = (np.cumsum(present) - 1)[key]
+    blocks = np.stack(np.unravel_index(np.flatnonzero(present), tuple(shape)), axis=1).astype(np.int64)
+    sat = np.empty((padded.shape[0], -(-padded.shape[1] // TILE) + 1, -(-padded.shape[2] // TILE) + 1), np.int32)
+    _full_tiles(padded, TILE, sat)
+    views = np.empty((len(blocks), len(P)), np.int64)
+    counts = np.empty(len(blocks), np.int64)
+    _block_views(blocks, lo, s, BLOCK_VOXELS, P, sat, TILE, padded.shape[1], padded.shape[2], views, counts)
+    return views, counts, block_of
+
+
+@numba.njit(cache=True, parallel=True)
+def _bisect(inner, outer, P, masks, steps, views, counts, block_of, out):
+    """For each of the V segments inner[k] (in the hull) -> outer[k] (not), the point where it first
+    leaves the hull, or the midpoint where no point of the segment is in the hull at sub-pixel precision
+    (or no view rejects the outer end there either).
+
+    A segment leaves the hull where it first leaves one of the views. Each view's first exit is solved
+    exactly (along the segment's image the bilinear mask is a quadratic in each pixel cell) and the
+    earliest is the hull's, also where a view is left and entered again within the edge (a concavity
+    finer than a voxel). Only the views of the vertex's block are asked,
+    ``views[block_of[k], :counts[block_of[k]]]``: the others hold the whole edge. Where the image
+    plane cannot tell (an end behind a camera or beyond the padded image) the edge is bisected in
+    those views instead, ``steps`` halvings."""
     n = inner.shape[0]
     half = 0.5 ** (steps + 1)
-    chunk = 256  # vertices in a row of the surface: consecutive ones share their rejecting view
-    for c in numba.prange((n + chunk - 1) // chunk):
-        hint = 0
-        one = np.empty(1, np.int64)
-        for k in range(c * chunk, min(n, (c + 1) * chunk)):
-            a = (inner[k, 0], inner[k, 1], inner[k, 2])
-            b = (outer[k, 0], outer[k, 1], outer[k, 2])
-            v = _first_rejecting(b[0], b[1], b[2], P, masks, hint)
-            if v >= 0:
-                hint = v
-                one[0] = v
-                t = _exit_in_view(a, b, P, masks, v) if steps > 0 else -2.0
-                if t >= 0.0:  # the bracket bisection would reach, around the exact exit
-                    t0, t1 = max(t - half, 0.0), min(t + half, 1.0)
-                    lo = (a[0] + t0 * (b[0] - a[0]), a[1] + t0 * (b[1] - a[1]), a[2] + t0 * (b[2] - a[2]))
-                    hi = (a[0] + t1 * (b[0] - a[0]), a[1] + t1 * (b[1] - a[1]), a[2] + t1 * (b[2] - a[2]))
-                elif t == -1.0:  # the inner end is outside this view
-                    lo, hi = a, b
-                else:
-                    lo, hi = _crossing(a, b, P, masks, one, 1, steps)
-                if not _in_views(lo[0], lo[1], lo[2], P, masks, every, n_views):
-                    if _in_views(a[0], a[1], a[2], P, masks, every, n_views):
-                        lo, hi = _crossing(a, b, P, masks, every, n_views, steps)
-                    else:  # the inner end is not in the hull at sub-pixel precision: no bracket
-                        lo, hi = a, b
-                a, b = lo, hi
-            out[k, 0] = 0.5 * (a[0] + b[0])
-            out[k, 1] = 0.5 * (a[1] + b[1])
-            out[k, 2] = 0.5 * (a[2] + b[2])
+    for k in numba.prange(n):
+        a = (inner[k, 0], inner[k, 1], inner[k, 2])
+        b = (outer[k, 0], outer[k, 1], outer[k, 2])
+        mine, n_mine = views[block_of[k]], counts[block_of[k]]
+        first = 1.0  # the earliest exit of the views that hold the inner end; 1: none before the outer end
+        solvable = steps > 0
+        inside = True  # whether every view holds the inner end
+        q = 0
+        while q < n_mine and solvable:
+            t = _exit_in_view(a, b, P, masks, mine[q])
+            if t == -2.0:
+                solvable = False
+            elif t == -1.0:
+                inside = False
+            else:
+                first = min(first, t)
+            q += 1
+        lo, hi = a, b
+        t0, t1 = max(first - half, 0.0), min(first + half, 1.0)  # the bracket bisection would reach
+        if solvable and (first < 1.0 or not _in_views(b[0], b[1], b[2], P, masks, mine, n_mine)):
+            lo = (a[0] + t0 * (b[0] - a[0]), a[1] + t0 * (b[1] - a[1]), a[2] + t0 * (b[2] - a[2]))
+            hi = (a[0] + t1 * (b[0] - a[0]), a[1] + t1 * (b[1] - a[1]), a[2] + t1 * (b[2] - a[2]))
+            # with the inner end outside a view (kept by the carving's nearest pixel), the edge may
+            # enter that view further on: the earliest exit counts where the hull holds the point
+            if not inside and not _in_views(lo[0], lo[1], lo[2], P, masks, mine, n_mine):
+                lo, hi = a, b
+        elif not solvable and steps > 0 and _in_views(a[0], a[1], a[2], P, masks, mine, n_mine):
+            if not _in_views(b[0], b[1], b[2], P, masks, mine, n_mine):
+                lo, hi = _crossing(a, b, P, masks, mine, n_mine, steps)
+        out[k, 0] = 0.5 * (lo[0] + hi[0])
+        out[k, 1] = 0.5 * (lo[1] + hi[1])
+        out[k, 2] = 0.5 * (lo[2] + hi[2])
 
 
 def snap_to_hull(mesh, grid, masks, cameras, outside="auto", steps: int = BISECTION_STEPS):
@@ -256,8 +343,10 @@ def snap_to_hull(mesh, grid, masks, cameras, outside="auto", steps: int = BISECT
     for b in range(len(P)):  # the border holds what lies outside the image: kept (1) or carved (0)
         padded[b] = np.pad(stack[b], 1, constant_values=keep[b])
     inner, outer = _edge_ends(verts, grid)
+    P = np.ascontiguousarray(P, np.float64)
+    views, counts, block_of = _vertex_views(inner, grid, P, padded)
     out = np.empty_like(verts)
-    _bisect(inner, outer, np.ascontiguousarray(P, np.float64), padded, int(steps), out)
+    _bisect(inner, outer, P, padded, int(steps), views, counts, block_of, out)
     return trimesh.Trimesh(vertices=out, faces=np.asarray(mesh.faces), process=False)
 
 

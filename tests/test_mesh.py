@@ -219,6 +219,38 @@ def test_decimation_to_a_count_or_within_an_error(sphere_views):
             decimate(mesh, **kwargs)
 
 
+def test_snapped_vertex_is_the_edge_s_first_exit_where_a_view_is_left_and_entered_again():
+    """View A misses one column (a slit finer than a voxel) and holds everything else; view B holds
+    the columns left of 37. An x-edge from before the slit to beyond column 37 leaves A at the slit
+    (u = 33.5), enters it again (34.5) and leaves B at 36.5: its vertex is the first exit, on the
+    slit's near side, though only B rejects the edge's outer end."""
+    from carve.surface import snap_to_hull
+
+    f, cx, cy, depth = 100.0, 31.5, 23.5, 5.0
+    camera = Camera(np.stack([np.array([[f, 0, cx], [0, f, cy], [0, 0, 1.0]])] * 2), np.stack([np.eye(3)] * 2),
+                    np.array([[0, 0, depth]] * 2), width=64, height=48)
+    masks = np.ones((2, 48, 64), bool)
+    masks[0, :, 34] = False
+    masks[1, :, 37:] = False
+    lo, size = np.full(3, -1.6), 0.2  # a voxel spans 3-6 pixels
+
+    def u_of(x, z):
+        return f * x / (z + depth) + cx
+
+    centres = lo + (np.indices((16, 16, 16)).transpose(1, 2, 3, 0) + 0.5) * size
+    grid = VoxelGrid(u_of(centres[..., 0], centres[..., 2]) < 36.5, lo, size)
+    lattice = grid.to_mesh()
+    snapped = snap_to_hull(lattice, grid, masks, camera, outside="keep")
+    mid = lattice.vertices
+    on_x_edge = np.abs((mid[:, 0] - lo[0]) / size - np.round((mid[:, 0] - lo[0]) / size)) < 1e-9
+    u_in, u_out = u_of(mid[:, 0] - size / 2, mid[:, 2]), u_of(mid[:, 0] + size / 2, mid[:, 2])
+    v = f * mid[:, 1] / (mid[:, 2] + depth) + cy
+    across = on_x_edge & (u_in < 33.5) & (u_out > 36.5) & (v > 1) & (v < 46)  # (beyond the image both keep)
+    assert across.sum() >= 8
+    u = u_of(snapped.vertices[across, 0], snapped.vertices[across, 2])
+    np.testing.assert_allclose(u, 33.5, atol=1e-6)
+
+
 def test_snapped_vertices_sit_exactly_where_the_edge_leaves_the_silhouette():
     """One view whose mask is a half-plane of columns: its bilinear contour is the column midway
     between the last object pixel's centre and the first background one's, so the hull is the
