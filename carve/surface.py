@@ -254,7 +254,7 @@ def _vertex_views(inner, grid, P, padded):
 
 
 @numba.njit(cache=True, parallel=True)
-def _bisect(inner, outer, P, masks, steps, views, counts, block_of, out):
+def _snap_vertices(inner, outer, P, masks, steps, views, counts, block_of, out):
     """For each of the V segments inner[k] (in the hull) -> outer[k] (not), the point where it first
     leaves the hull, or the midpoint where no point of the segment is in the hull at sub-pixel precision
     (or no view rejects the outer end there either).
@@ -343,10 +343,9 @@ def snap_to_hull(mesh, grid, masks, cameras, outside="auto", steps: int = BISECT
     for b in range(len(P)):  # the border holds what lies outside the image: kept (1) or carved (0)
         padded[b] = np.pad(stack[b], 1, constant_values=keep[b])
     inner, outer = _edge_ends(verts, grid)
-    P = np.ascontiguousarray(P, np.float64)
     views, counts, block_of = _vertex_views(inner, grid, P, padded)
     out = np.empty_like(verts)
-    _bisect(inner, outer, P, padded, int(steps), views, counts, block_of, out)
+    _snap_vertices(inner, outer, P, padded, int(steps), views, counts, block_of, out)
     return trimesh.Trimesh(vertices=out, faces=np.asarray(mesh.faces), process=False)
 
 

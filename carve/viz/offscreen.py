@@ -61,7 +61,7 @@ from carve.viz.framing import check_size, turntable as turntable_cameras
 from carve.viz.scene import Scene, build_scene
 from data.files import new_folders
 from data.images import write_image
-from geometry import Camera
+from geometry import Camera, pixel_rays
 
 __all__ = ["snapshot", "render", "render_scene", "check_headless", "shade", "stdout_to_devnull", "without_broken_display", "srgb", "srgb_texture",
            "BACKGROUND"]
@@ -238,9 +238,7 @@ def shade(albedo: np.ndarray, normal_rgb: np.ndarray, cam: Camera, up: np.ndarra
     n = normal_rgb[surface].astype(np.float64) / 127.5 - 1.0
     n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-9)
     R = cam.R[0]
-    rows, cols = np.nonzero(surface)  # the order of albedo[surface]
-    pixels = np.stack([cols, rows, np.ones_like(rows)], axis=1).astype(np.float64)
-    rays = pixels @ (R.T @ np.linalg.inv(cam.K[0])).T  # (M, 3) world directions R^T K^-1 [u, v, 1]
+    rays = pixel_rays(cam)[1][0][surface]  # (M, 3) world directions through the surface pixels
     to_eye = -rays / np.linalg.norm(rays, axis=1, keepdims=True)
     n *= np.where(np.sum(n * to_eye, axis=1, keepdims=True) < 0, -1.0, 1.0)  # back faces face the viewer
     key = R.T @ np.array([-0.45, -0.75, -0.9])  # from the viewer's upper left, in front of the object
