@@ -175,7 +175,7 @@ class VoxelGrid:
             >>> mesh.is_watertight, mesh.bounds.tolist()
             (True, [[1.0, 1.0, 1.0], [4.0, 4.0, 4.0]])
         """
-        from carve.mesh import vertex_colors, voxel_surface
+        from carve.mesh import lattice_surface, vertex_colors, voxel_surface
 
         if images is not None and cameras is None:
             raise ValueError("images and cameras must be given together to colour the mesh, got only images")
@@ -184,11 +184,13 @@ class VoxelGrid:
                              + ("no cameras" if cameras is None else f"smooth={smooth}"))
         if cameras is not None and images is None and masks is None:
             raise ValueError("cameras need images (to colour) or masks (to snap to the hull), got only cameras")
-        mesh = voxel_surface(self, smooth, repair)
         if masks is not None:
             from carve.surface import snap_to_hull
 
-            mesh = snap_to_hull(mesh, self, masks, cameras, outside=outside)
+            mesh, axis = lattice_surface(self, repair)
+            mesh = snap_to_hull(mesh, self, masks, cameras, outside=outside, occupied_axis=axis)
+        else:
+            mesh = voxel_surface(self, smooth, repair)
         if images is not None and len(mesh.vertices):
             mesh.visual.vertex_colors = vertex_colors(mesh, images, cameras, self.voxel_size, progress)
         return mesh

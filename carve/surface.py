@@ -302,7 +302,7 @@ def _snap_vertices(inner, outer, P, masks, steps, views, counts, block_of, out):
         out[k, 2] = 0.5 * (lo[2] + hi[2])
 
 
-def snap_to_hull(mesh, grid, masks, cameras, outside="auto", steps: int = BISECTION_STEPS):
+def snap_to_hull(mesh, grid, masks, cameras, outside="auto", steps: int = BISECTION_STEPS, occupied_axis=None):
     """Move the vertices of ``grid``'s marching-cubes surface onto the hull of ``masks`` seen by ``cameras``.
 
     Args:
@@ -314,6 +314,9 @@ def snap_to_hull(mesh, grid, masks, cameras, outside="auto", steps: int = BISECT
         outside: the carving's outside policy: "carve", "keep", "auto" (keep for views whose mask
             touches its border) or one of "carve"/"keep" per view.
         steps: the precision, as halvings of the edge (12: 1/4096 voxel); 0 leaves the lattice midpoints.
+        occupied_axis: optional (V,) int8 axis from each vertex to its edge's occupied voxel (1, 2, 3 for
+            +x, +y, +z, negative the other way), as :func:`carve.mesh.lattice_surface` returns it;
+            without it the edge ends are looked up in ``grid.occupancy``.
 
     Returns:
         a new ``trimesh.Trimesh`` with the same faces and the moved (V, 3) vertices.
@@ -342,7 +345,7 @@ def snap_to_hull(mesh, grid, masks, cameras, outside="auto", steps: int = BISECT
     padded = np.empty((len(P), stack.shape[1] + 2, stack.shape[2] + 2), np.uint8)
     for b in range(len(P)):  # the border holds what lies outside the image: kept (1) or carved (0)
         padded[b] = np.pad(stack[b], 1, constant_values=keep[b])
-    inner, outer = _edge_ends(verts, grid)
+    inner, outer = _edge_ends(verts, grid, occupied_axis)
     views, counts, block_of = _vertex_views(inner, grid, P, padded)
     out = np.empty_like(verts)
     _snap_vertices(inner, outer, P, padded, int(steps), views, counts, block_of, out)
@@ -377,7 +380,9 @@ def _keeps_outside(outside, stack: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, parallel=True)
-def _edge_ends_kernel(verts, occ, lo, s, inner, outer):
+def _edge_ends_kernel(verts, axis, occ, lo, s, inner, outer):
+    """The voxel centres at both ends of each vertex's lattice edge, the occupied one first: from
+    ``axis`` (see :func:`snap_to_hull`) when it is not empty, else from the occupancy."""
     nx, ny, nz = occ.shape
     for k in numba.prange(verts.shape[0]):
         # lattice coordinates: integers but on the edge's axis, where the vertex is at a half
@@ -393,7 +398,11 @@ def _edge_ends_kernel(verts, occ, lo, s, inner, outer):
             j, dj = int(np.floor(qy)), 1
         else:
             m, dm = int(np.floor(qz)), 1
-        if not (0 <= i < nx and 0 <= j < ny and 0 <= m < nz and occ[i, j, m]):  # the upper end is the inner one
+        if axis.shape[0]:
+            upper = axis[k] > 0  # the occupied end lies up the edge's axis
+        else:
+            upper = not (0 <= i < nx and 0 <= j < ny and 0 <= m < nz and occ[i, j, m])
+        if upper:
             i, j, m, di, dj, dm = i + di, j + dj, m + dm, -di, -dj, -dm
         inner[k, 0], inner[k, 1], inner[k, 2] = lo[0] + (i + 0.5) * s, lo[1] + (j + 0.5) * s, lo[2] + (m + 0.5) * s
         outer[k, 0] = lo[0] + (i + di + 0.5) * s
@@ -401,9 +410,16 @@ def _edge_ends_kernel(verts, occ, lo, s, inner, outer):
         outer[k, 2] = lo[2] + (m + dm + 0.5) * s
 
 
-def _edge_ends(verts: np.ndarray, grid) -> tuple[np.ndarray, np.ndarray]:
+def _edge_ends(verts: np.ndarray, grid, occupied_axis=None) -> tuple[np.ndarray, np.ndarray]:
     """The two voxel centres of each vertex's lattice edge: (occupied end (V, 3), empty end (V, 3))."""
     inner, outer = np.empty_like(verts), np.empty_like(verts)
-    _edge_ends_kernel(verts, np.ascontiguousarray(grid.occupancy), np.asarray(grid.lo, np.float64),
-                      float(grid.voxel_size), inner, outer)
+    if occupied_axis is None:
+        axis, occ = np.zeros(0, np.int8), np.ascontiguousarray(grid.occupancy)
+    else:
+        axis = np.asarray(occupied_axis)
+        if axis.shape != (len(verts),) or axis.dtype.kind not in "iu" or not np.isin(axis, (-3, -2, -1, 1, 2, 3)).all():
+            raise ValueError(f"occupied_axis must be one of -3 .. -1, 1 .. 3 per vertex ({len(verts)}), got "
+                             f"{axis.dtype} of shape {axis.shape}")
+        axis, occ = axis.astype(np.int8), np.zeros((0, 0, 0), np.bool_)
+    _edge_ends_kernel(verts, axis, occ, np.asarray(grid.lo, np.float64), float(grid.voxel_size), inner, outer)
     return inner, outer

@@ -23,7 +23,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["repair", "is_simple", "ISLAND_VOXELS"]
+from carve.runlength import Runs, combine, covers, csr, occupancy_runs
+
+__all__ = ["repair", "repair_runs", "opening_runs", "is_simple", "ISLAND_VOXELS"]
 
 #: a component that the opening erases entirely is an island (dropped) below this many voxels, the
 #: 27 of the 3 x 3 x 3 block the opening tests; a larger one is a thin part of its own (a sheet or a
@@ -42,15 +44,26 @@ def _offsets():
     return offs, adj6, adj26
 
 
+def _lists(adj):
+    """(26, 26) neighbour lists (padded with -1) and (26,) degrees of an adjacency matrix."""
+    deg = adj.sum(1)
+    nbr = np.full((26, 26), -1, np.int64)
+    for a in range(26):
+        nbr[a, :deg[a]] = np.flatnonzero(adj[a])
+    return nbr, deg.astype(np.int64)
+
+
 _OFFS, _ADJ6, _ADJ26 = _offsets()
+_NBR6, _DEG6 = _lists(_ADJ6)
+_NBR26, _DEG26 = _lists(_ADJ26)
 _IN18 = np.abs(_OFFS).sum(1) <= 2  # the 18-neighbourhood: not a corner
 _FACE = np.abs(_OFFS).sum(1) == 1  # the 6 face neighbours
 
 
 @numba.njit(cache=True)
-def _components(member, adj, seeds_only, seeds):
-    """Number of components of the members (a (26,) bool) under ``adj``; with ``seeds_only``, only
-    those holding a seed."""
+def _components(member, nbr, deg, seeds_only, seeds):
+    """Number of components of the members (a (26,) bool) under the adjacency lists ``nbr``, ``deg``;
+    with ``seeds_only``, only those holding a seed."""
     seen = np.zeros(26, np.bool_)
     stack = np.empty(26, np.int64)
     count = 0
@@ -64,8 +77,9 @@ def _components(member, adj, seeds_only, seeds):
         while top >= 0:
             a = stack[top]
             top -= 1
-            for b in range(26):
-                if member[b] and not seen[b] and adj[a, b]:
+            for m in range(deg[a]):
+                b = nbr[a, m]
+                if member[b] and not seen[b]:
                     seen[b] = True
                     top += 1
                     stack[top] = b
@@ -78,120 +92,220 @@ _SEEN = 4  # _OUT, visited by the island search
 
 
 @numba.njit(cache=True)
-def _simple(state, i, j, k, offs, adj6, adj26, in18, face):
-    """Whether voxel (i, j, k) is simple for the voxels ``_IN`` in ``state`` under the (6, 26) pair:
-    its occupied 18-neighbours 6-adjacent to it form one 6-component, its empty 26-neighbours one
-    26-component (the voxel itself does not count: the test is the same for adding and removing).
-    The caller keeps (i, j, k) one voxel inside every face of ``state``."""
+def _simple_pattern(occupied, nbr6, deg6, nbr26, deg26, in18, face):
+    """Whether a voxel is simple under the (6, 26) pair given which of its 26 neighbours are occupied
+    (``occupied`` (26,) bool, in :data:`_OFFS` order): its occupied 18-neighbours 6-adjacent to it form
+    one 6-component, its empty 26-neighbours one 26-component (the voxel itself does not count: the
+    test is the same for adding and removing)."""
     fg = np.empty(26, np.bool_)
     bg = np.empty(26, np.bool_)
     for n in range(26):
-        v = state[i + offs[n, 0], j + offs[n, 1], k + offs[n, 2]] == _IN
-        fg[n] = v and in18[n]
-        bg[n] = not v
-    return _components(fg, adj6, True, face) == 1 and _components(bg, adj26, False, face) == 1
+        fg[n] = occupied[n] and in18[n]
+        bg[n] = not occupied[n]
+    return (_components(fg, nbr6, deg6, True, face) == 1
+            and _components(bg, nbr26, deg26, False, face) == 1)
 
 
-@numba.njit(cache=True, inline="always")
-def _core(occ, i, j, k):
-    """Whether the cross of seven voxels centred on (i, j, k) is occupied."""
-    return (occ[i, j, k] and occ[i - 1, j, k] and occ[i + 1, j, k] and occ[i, j - 1, k] and occ[i, j + 1, k]
-            and occ[i, j, k - 1] and occ[i, j, k + 1])
+# ------------------------------------------------------------------------ the opening, on the runs
+@numba.njit(cache=True, parallel=True)
+def _row_op(start, tz, NX, NY, grow, ostart, otz, counts):
+    """Erosion (grow False) or dilation (True) of every row by the cross of seven voxels: the row
+    moved by one voxel a side and its four neighbours, combined. Toggles per row into ``counts``, or
+    written at ``ostart`` into ``otz`` when that is not empty."""
+    for X in numba.prange(1, NX - 1):
+        lo = np.empty(5, np.int64)
+        hi = np.empty(5, np.int64)
+        shift = np.zeros(5, np.int64)
+        shift[0] = 1 if grow else -1
+        for Y in range(1, NY - 1):
+            r = X * NY + Y
+            rows = (r, r - NY, r + NY, r - 1, r + 1)
+            empty = 0
+            for i in range(5):
+                lo[i], hi[i] = start[rows[i]], start[rows[i] + 1]
+                if lo[i] == hi[i]:
+                    empty += 1
+            if empty == 5 or (not grow and lo[0] == hi[0]):
+                if not otz.shape[0]:
+                    counts[r] = 0
+                continue
+            low = 1 if grow else 5
+            if otz.shape[0]:
+                combine(tz, lo, hi, shift, 5, low, 5, otz, ostart[r])
+            else:
+                counts[r] = combine(tz, lo, hi, shift, 5, low, 5, otz, 0)
+
+
+def _apply(runs_start, runs_tz, NX, NY, grow):
+    """(start, toggles) of the rows' erosion or dilation by the cross (:func:`_row_op`)."""
+    counts = np.zeros(NX * NY, np.int64)
+    none = np.empty(0, np.int32)
+    _row_op(runs_start, runs_tz, NX, NY, grow, counts, none, counts)
+    start = csr(counts)
+    tz = np.empty(start[-1], np.int32)
+    _row_op(runs_start, runs_tz, NX, NY, grow, start, tz, counts)
+    return start, tz
 
 
 @numba.njit(cache=True, parallel=True)
-def _open(occ, state):
-    """Fill ``state``: ``_IN`` for the voxels the opening by the cross keeps, ``_OUT`` for the
-    occupied ones it removes (no occupied cross covers them); ``occ`` is padded by two empty voxels.
-    Returns the number removed per x slice."""
-    nx, ny, nz = occ.shape
-    removed = np.zeros(nx, np.int64)
-    for i in numba.prange(2, nx - 2):
-        for j in range(2, ny - 2):
-            for k in range(2, nz - 2):
-                if not occ[i, j, k]:
-                    continue
-                if (_core(occ, i, j, k) or _core(occ, i - 1, j, k) or _core(occ, i + 1, j, k)
-                        or _core(occ, i, j - 1, k) or _core(occ, i, j + 1, k) or _core(occ, i, j, k - 1)
-                        or _core(occ, i, j, k + 1)):
-                    state[i, j, k] = _IN
-                else:
-                    state[i, j, k] = _OUT
-                    removed[i] += 1
-    return removed
+def _removed_counts(start, tz, dstart, dtz, NR, counts):
+    """Voxels per row in the occupancy (start, tz) but not in its opening (dstart, dtz)."""
+    for r in numba.prange(NR):
+        n = 0
+        # the opening lies within the occupancy: its positions inside runs, less its own runs
+        for q in range(start[r], start[r + 1], 2):
+            n += tz[q + 1] - tz[q]
+        for q in range(dstart[r], dstart[r + 1], 2):
+            n -= dtz[q + 1] - dtz[q]
+        counts[r] = n
+
+
+@numba.njit(cache=True, parallel=True)
+def _removed_fill(start, tz, dstart, dtz, NX, NY, bstart, bx, by, bz):
+    """The band: every voxel of the occupancy not in its opening, row by row, z increasing."""
+    for X in numba.prange(NX):
+        for Y in range(NY):
+            r = X * NY + Y
+            at = bstart[r]
+            if at == bstart[r + 1]:
+                continue
+            j = dstart[r]
+            for q in range(start[r], start[r + 1], 2):
+                for Z in range(tz[q], tz[q + 1]):
+                    while j < dstart[r + 1] and dtz[j + 1] <= Z:
+                        j += 2
+                    if j < dstart[r + 1] and dtz[j] <= Z:
+                        continue  # in the opening's run j
+                    bx[at], by[at], bz[at] = X, Y, Z
+                    at += 1
+
+
+# ------------------------------------------------------------------ the band's states, looked up
+@numba.njit(cache=True, inline="always")
+def _state(X, Y, Z, NY, dstart, dtz, bstart, bz, bstate):
+    """(state, band id or -1) of padded voxel (X, Y, Z): a band voxel's own state, else ``_IN`` in
+    the opening, else ``_EMPTY``."""
+    r = X * NY + Y
+    lo, hi = bstart[r], bstart[r + 1]
+    while lo < hi:
+        m = (lo + hi) // 2
+        if bz[m] < Z:
+            lo = m + 1
+        else:
+            hi = m
+    if lo < bstart[r + 1] and bz[lo] == Z:
+        return bstate[lo], lo
+    if covers(dtz, dstart[r], dstart[r + 1], Z):
+        return _IN, -1
+    return _EMPTY, -1
 
 
 @numba.njit(cache=True)
-def _removed(state, counts):
-    """(R, 3) indices of the ``_OUT`` voxels, ``counts`` of them per x slice."""
-    out = np.empty((counts.sum(), 3), np.int64)
-    n = 0
-    nx, ny, nz = state.shape
-    for i in range(nx):
-        if counts[i] == 0:
-            continue
-        for j in range(ny):
-            for k in range(nz):
-                if state[i, j, k] == _OUT:
-                    out[n, 0], out[n, 1], out[n, 2] = i, j, k
-                    n += 1
-    return out
+def _band_simple(b, NY, dstart, dtz, bstart, bx, by, bz, bstate, offs, nbr6, deg6, nbr26, deg26, in18, face, occupied):
+    """Whether band voxel b is simple for the voxels ``_IN`` now."""
+    for n in range(26):
+        s, _ = _state(bx[b] + offs[n, 0], by[b] + offs[n, 1], bz[b] + offs[n, 2], NY, dstart, dtz, bstart, bz, bstate)
+        occupied[n] = s == _IN
+    return _simple_pattern(occupied, nbr6, deg6, nbr26, deg26, in18, face)
 
 
 @numba.njit(cache=True)
-def _keep_thin_parts(state, removed, offs, adjacent, min_voxels):
-    """Put the removed voxels that form a 6-component of their own (nothing of it kept) of at
-    least ``min_voxels`` back as they are (``_IN``): a sheet or a wire, not an island. ``adjacent``
+def _keep_thin_parts(NY, dstart, dtz, bstart, bx, by, bz, bstate, offs, adjacent, min_voxels):
+    """Put the band voxels that form a 6-component of their own (nothing of it in the opening) of
+    at least ``min_voxels`` back as they are (``_IN``): a sheet or a wire, not an island. ``adjacent``
     (26,) bool: the neighbours that connect."""
-    for r in range(removed.shape[0]):
-        i, j, k = removed[r, 0], removed[r, 1], removed[r, 2]
-        if state[i, j, k] != _OUT:
+    for r in range(bx.shape[0]):
+        if bstate[r] != _OUT:
             continue
-        state[i, j, k] = _SEEN
+        bstate[r] = _SEEN
         head, attached = 0, False
-        cells = [(i, j, k)]
+        cells = [r]
         while head < len(cells):
-            a, b, c = cells[head]
+            c = cells[head]
             head += 1
             for n in range(26):
                 if not adjacent[n]:
                     continue
-                x, y, z = a + offs[n, 0], b + offs[n, 1], c + offs[n, 2]
-                s = state[x, y, z]
+                s, b = _state(bx[c] + offs[n, 0], by[c] + offs[n, 1], bz[c] + offs[n, 2], NY, dstart, dtz, bstart,
+                              bz, bstate)
                 if s == _IN:
                     attached = True
                 elif s == _OUT:
-                    state[x, y, z] = _SEEN
-                    cells.append((x, y, z))
+                    bstate[b] = _SEEN
+                    cells.append(b)
         back = _IN if (not attached and len(cells) >= min_voxels) else _OUT
-        for a, b, c in cells:
-            state[a, b, c] = back
+        for c in cells:
+            bstate[c] = back
 
 
 @numba.njit(cache=True)
-def _put_back(state, removed, offs, adj6, adj26, in18, face):
-    """Set each ``_OUT`` voxel of ``removed`` (R, 3) that is simple to ``_IN``, until none is left; a
-    voxel refused is tried again when a neighbour goes in. Returns how many went in."""
+def _put_back(NY, dstart, dtz, bstart, bx, by, bz, bstate, offs, nbr6, deg6, nbr26, deg26, in18, face):
+    """Set each ``_OUT`` band voxel that is simple to ``_IN``, until none is left; a voxel refused is
+    tried again when a neighbour goes in. Returns how many went in."""
     stack = []
-    for r in range(removed.shape[0] - 1, -1, -1):
-        i, j, k = removed[r, 0], removed[r, 1], removed[r, 2]
-        if state[i, j, k] == _OUT:
-            state[i, j, k] = _QUEUED
-            stack.append((i, j, k))
+    for r in range(bx.shape[0] - 1, -1, -1):
+        if bstate[r] == _OUT:
+            bstate[r] = _QUEUED
+            stack.append(r)
+    occupied = np.empty(26, np.bool_)
     added = 0
     while len(stack):
-        i, j, k = stack.pop()
-        if not _simple(state, i, j, k, offs, adj6, adj26, in18, face):
-            state[i, j, k] = _OUT
+        c = stack.pop()
+        if not _band_simple(c, NY, dstart, dtz, bstart, bx, by, bz, bstate, offs, nbr6, deg6, nbr26, deg26, in18,
+                            face, occupied):
+            bstate[c] = _OUT
             continue
-        state[i, j, k] = _IN
+        bstate[c] = _IN
         added += 1
         for m in range(26):  # the neighbours' simplicity may have changed
-            x, y, z = i + offs[m, 0], j + offs[m, 1], k + offs[m, 2]
-            if state[x, y, z] == _OUT:
-                state[x, y, z] = _QUEUED
-                stack.append((x, y, z))
+            s, b = _state(bx[c] + offs[m, 0], by[c] + offs[m, 1], bz[c] + offs[m, 2], NY, dstart, dtz, bstart, bz,
+                          bstate)
+            if s == _OUT:
+                bstate[b] = _QUEUED
+                stack.append(b)
     return added
+
+
+@numba.njit(cache=True, inline="always")
+def _union_row(dtz, d0, d1, bz, bstate, b0, b1, out, at):
+    """The runs of the opening's row dtz[d0:d1] together with its band voxels bz[b0:b1] that are
+    ``_IN``, coalesced: toggles written to out[at:] when out is not empty. Returns how many."""
+    i, j = d0, b0
+    written = 0
+    cs, ce = -1, -1
+    while True:
+        while j < b1 and bstate[j] != _IN:
+            j += 1
+        if i >= d1 and j >= b1:
+            break
+        if j >= b1 or (i < d1 and dtz[i] < bz[j]):
+            s, e = dtz[i], dtz[i + 1]
+            i += 2
+        else:
+            s, e = bz[j], bz[j] + 1
+            j += 1
+        if cs >= 0 and s <= ce:
+            ce = max(ce, e)
+            continue
+        if cs >= 0:
+            if out.shape[0]:
+                out[at + written], out[at + written + 1] = cs, ce
+            written += 2
+        cs, ce = s, e
+    if cs >= 0:
+        if out.shape[0]:
+            out[at + written], out[at + written + 1] = cs, ce
+        written += 2
+    return written
+
+
+@numba.njit(cache=True, parallel=True)
+def _union(dstart, dtz, bstart, bz, bstate, NR, ostart, otz, counts):
+    for r in numba.prange(NR):
+        n = _union_row(dtz, dstart[r], dstart[r + 1], bz, bstate, bstart[r], bstart[r + 1], otz,
+                       ostart[r] if otz.shape[0] else 0)
+        if not otz.shape[0]:
+            counts[r] = n
 
 
 def is_simple(occupancy: np.ndarray, index) -> bool:
@@ -203,11 +317,52 @@ def is_simple(occupancy: np.ndarray, index) -> bool:
         >>> is_simple(occ, (2, 2, 2)), is_simple(occ, (1, 1, 3))  # filling the hole closes it
         (False, True)
     """
-    state = np.pad(np.asarray(occupancy, bool), 1).astype(np.uint8)  # _IN where occupied
+    padded = np.pad(np.asarray(occupancy, bool), 1)
     i, j, k = (int(v) + 1 for v in index)
-    if state[i, j, k]:
+    if padded[i, j, k]:
         raise ValueError(f"index must name an empty voxel, got {tuple(index)}, which is occupied")
-    return bool(_simple(state, i, j, k, _OFFS, _ADJ6, _ADJ26, _IN18, _FACE))
+    occupied = np.array([padded[i + a, j + b, k + c] for a, b, c in _OFFS])
+    return bool(_simple_pattern(occupied, _NBR6, _DEG6, _NBR26, _DEG26, _IN18, _FACE))
+
+
+def opening_runs(runs: Runs) -> Runs:
+    """The opening of an occupancy by the cross of seven voxels, on its run-length rows: an erosion
+    and a dilation of every row from its four neighbours'."""
+    nx, ny, _ = runs.shape
+    e_start, e_tz = _apply(runs.start, runs.toggles, nx + 2, ny + 2, grow=False)
+    return Runs(runs.shape, *_apply(e_start, e_tz, nx + 2, ny + 2, grow=True))
+
+
+def repair_runs(runs: Runs) -> Runs:
+    """:func:`repair` on the run-length form: the cost follows the surface, and no array of the
+    lattice's size is made.
+
+    The opening is an erosion and a dilation of the rows by the cross (each row from its four
+    neighbours'); the voxels it removes, the band, are the only ones whose state is kept, looked up
+    by row; the put-back then runs over the band alone.
+    """
+    nx, ny, nz = runs.shape
+    NX, NY = nx + 2, ny + 2
+    if not len(runs.toggles):
+        return runs
+    _, dstart, dtz = opening_runs(runs)
+    counts = np.empty(NX * NY, np.int64)
+    _removed_counts(runs.start, runs.toggles, dstart, dtz, NX * NY, counts)
+    bstart = csr(counts)
+    size = int(bstart[-1])
+    if not size:
+        return runs  # the opening keeps everything: a solid shape
+    bx, by, bz = (np.empty(size, np.int32) for _ in range(3))
+    _removed_fill(runs.start, runs.toggles, dstart, dtz, NX, NY, bstart, bx, by, bz)
+    bstate = np.full(size, _OUT, np.uint8)
+    _keep_thin_parts(NY, dstart, dtz, bstart, bx, by, bz, bstate, _OFFS, _FACE, ISLAND_VOXELS)
+    _put_back(NY, dstart, dtz, bstart, bx, by, bz, bstate, _OFFS, _NBR6, _DEG6, _NBR26, _DEG26, _IN18, _FACE)
+    none = np.empty(0, np.int32)
+    _union(dstart, dtz, bstart, bz, bstate, NX * NY, counts, none, counts)
+    ostart = csr(counts)
+    otz = np.empty(ostart[-1], np.int32)
+    _union(dstart, dtz, bstart, bz, bstate, NX * NY, ostart, otz, counts)
+    return Runs(runs.shape, ostart, otz)
 
 
 def repair(occupancy: np.ndarray) -> np.ndarray:
@@ -219,7 +374,7 @@ def repair(occupancy: np.ndarray) -> np.ndarray:
     Returns:
         (nx, ny, nz) bool, a subset of ``occupancy``: the opening by the 6-neighbourhood with every
         removed voxel put back whose return changes no topology, and the components thin all through
-        of at least :data:`ISLAND_VOXELS` voxels. Solid shapes come back unchanged.
+        of at least :data:`ISLAND_VOXELS` voxels. Solid shapes come back unchanged. (:func:`repair_runs` is the same on run-length rows.)
 
     Example:
         >>> occ = np.zeros((12, 9, 9), bool); occ[1:6, 1:8, 1:8] = True  # a box: its edges come back
@@ -232,13 +387,4 @@ def repair(occupancy: np.ndarray) -> np.ndarray:
     occ = np.asarray(occupancy)
     if occ.ndim != 3 or occ.dtype != np.bool_:
         raise ValueError(f"occupancy must be an (nx, ny, nz) bool array, got {occ.dtype} of shape {occ.shape}")
-    if not occ.any():
-        return occ.copy()
-    occ = np.pad(occ, 2)
-    state = np.zeros(occ.shape, np.uint8)
-    counts = _open(occ, state)
-    removed = _removed(state, counts)
-    if len(removed):
-        _keep_thin_parts(state, removed, _OFFS, _FACE, ISLAND_VOXELS)
-        _put_back(state, removed, _OFFS, _ADJ6, _ADJ26, _IN18, _FACE)
-    return state[2:-2, 2:-2, 2:-2] == _IN
+    return repair_runs(occupancy_runs(occ)).to_occupancy()

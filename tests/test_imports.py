@@ -21,9 +21,10 @@ PACKAGE_DEPS = {"geometry": set(), "data": {"geometry"}, "carve": {"geometry", "
 #: inside carve: each area and the areas it may import (the command line may import everything)
 CARVE_DEPS = {
     "carve.metrics": set(),
-    "carve.topology": set(),
-    "carve.marching": set(),
-    "carve.mesh": {"carve.topology", "carve.marching"},
+    "carve.runlength": set(),
+    "carve.topology": {"carve.runlength"},
+    "carve.marching": {"carve.runlength"},
+    "carve.mesh": {"carve.runlength", "carve.topology", "carve.marching"},
     "carve.surface": set(),
     "carve.texture": {"carve.mesh"},
     "carve.grid": {"carve.mesh", "carve.surface"},

@@ -8,70 +8,9 @@ import numba
 import numpy as np
 
 from carve.marching.table import COUNTS, CUTS, TRIANGLES
+from carve.runlength import Runs, csr, occupancy_runs
 
 __all__ = ["binary_surface"]
-
-
-# ---------------------------------------------------------------------------------- the toggles
-# padded index units: X = x + 1 in [0, nx + 1] (and Y, Z alike), an empty layer all around so the
-# surface closes; row r = X * NY + Y; a toggle at Z means voxel Z - 1 and voxel Z differ
-
-
-# words of 8 equal bool bytes; uint64 on both sides (a mixed int64 comparison goes through float64
-# and misses a lone differing byte)
-_EIGHT_ONES = np.uint64(0x0101010101010101)
-_EIGHT_ZEROS = np.uint64(0)
-
-
-@numba.njit(cache=True, inline="always")
-def _row_scan(flat, words, begin, n, out, at):
-    """Toggles of the n bools flat[begin:begin + n] (padded Z: a toggle at the end closes an
-    occupied run); written to out[at:] when out is not empty. Returns their number.
-
-    words is the same buffer as uint64: a word of 8 equal bytes that continues the state is skipped
-    whole, so runs cost an eighth."""
-    state = 0
-    count = 0
-    z = 0
-    while z < n:
-        p = begin + z
-        if p % 8 == 0 and z + 8 <= n:
-            w = words[p // 8]
-            if w == (_EIGHT_ONES if state else _EIGHT_ZEROS):
-                z += 8
-                continue
-        v = 1 if flat[p] else 0
-        if v != state:
-            if out.shape[0]:
-                out[at + count] = z + 1
-            count += 1
-            state = v
-        z += 1
-    if state:
-        if out.shape[0]:
-            out[at + count] = n + 1
-        count += 1
-    return count
-
-
-@numba.njit(cache=True, parallel=True)
-def _toggle_counts(flat, words, nx, ny, nz):
-    """(NX * NY,) toggles per padded row of the (nx, ny, nz) occupancy ``flat`` (C order)."""
-    NY = ny + 2
-    counts = np.zeros((nx + 2) * NY, np.int64)
-    none = np.empty(0, np.int32)
-    for x in numba.prange(nx):
-        for y in range(ny):
-            counts[(x + 1) * NY + y + 1] = _row_scan(flat, words, (x * ny + y) * nz, nz, none, 0)
-    return counts
-
-
-@numba.njit(cache=True, parallel=True)
-def _toggle_fill(flat, words, nx, ny, nz, start, tz):
-    NY = ny + 2
-    for x in numba.prange(nx):
-        for y in range(ny):
-            _row_scan(flat, words, (x * ny + y) * nz, nz, tz, start[(x + 1) * NY + y + 1])
 
 
 # ------------------------------------------------------------------- the x- and y-edges it cuts
@@ -338,18 +277,11 @@ def _cube_fill(NX, NY, tstart, tz, xr, xa, xb, xf, yr, ya, yb, yf, counts, cuts,
                           scratch, low, high)
 
 
-def _csr(counts: np.ndarray) -> np.ndarray:
-    """(n + 1,) offsets of n consecutive blocks of the given sizes."""
-    start = np.zeros(len(counts) + 1, np.int64)
-    np.cumsum(counts, out=start[1:])
-    return start
-
-
 def binary_surface(occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The (6, 26) marching-cubes surface of a binary occupancy, closed by empty voxels around it.
 
     Args:
-        occupancy: (nx, ny, nz) bool, indexed [x, y, z].
+        occupancy: (nx, ny, nz) bool, indexed [x, y, z], or its :class:`carve.runlength.Runs`.
 
     Returns:
         (vertices (V, 3) float64 in index units: the midpoints of the cut lattice edges, one
@@ -363,26 +295,19 @@ def binary_surface(occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
         >>> len(verts), len(faces), sorted(set(inner.tolist()))
         (6, 8, [-3, -2, -1, 1, 2, 3])
     """
-    occ = np.asarray(occupancy)
-    if occ.ndim != 3 or occ.dtype != np.bool_:
-        raise ValueError(f"occupancy must be an (nx, ny, nz) bool array, got {occ.dtype} of shape {occ.shape}")
-    occ = np.ascontiguousarray(occ)
-    nx, ny, nz = occ.shape
+    runs = occupancy if isinstance(occupancy, Runs) else occupancy_runs(occupancy)
+    nx, ny, nz = runs.shape
     NX, NY = nx + 2, ny + 2
-    flat = occ.reshape(-1)
-    words = flat[: flat.size // 8 * 8].view(np.uint64) if flat.size >= 8 else np.zeros(1, np.uint64)
-    tstart = _csr(_toggle_counts(flat, words, nx, ny, nz))
-    tz = np.empty(tstart[-1], np.int32)
-    _toggle_fill(flat, words, nx, ny, nz, tstart, tz)
+    tstart, tz = runs.start, runs.toggles
     blocks = []
     base = len(tz)  # vertex ids: the z-edges (one per toggle), then the x-edges, then the y-edges
     for step in (NY, 1):
-        runs, cuts = _pair_counts(tstart, tz, NX, NY, step)
-        rs = _csr(runs)
+        pair_runs, cuts = _pair_counts(tstart, tz, NX, NY, step)
+        rs = csr(pair_runs)
         ra = np.empty(rs[-1], np.int32)
         rb = np.empty(rs[-1], np.int32)
         _pair_fill(tstart, tz, NX, NY, step, rs, ra, rb)
-        rv = base + _csr(cuts)
+        rv = base + csr(cuts)
         first = np.empty(rs[-1], np.int64)
         _run_firsts(rs, ra, rb, rv, first)
         blocks.append((rs, ra, rb, rv, first))
@@ -391,7 +316,7 @@ def binary_surface(occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     verts = np.empty((base, 3), np.float64)
     inner = np.empty(base, np.int8)
     _vertices(tstart, tz, NX, NY, xr, xa, xb, xv, yr, ya, yb, yv, verts, inner)
-    fstart = _csr(_cube_counts(NX, NY, tstart, tz, xr, xa, xb, xf, yr, ya, yb, yf, COUNTS, CUTS, TRIANGLES))
+    fstart = csr(_cube_counts(NX, NY, tstart, tz, xr, xa, xb, xf, yr, ya, yb, yf, COUNTS, CUTS, TRIANGLES))
     faces = np.empty((fstart[-1], 3), np.int64)
     _cube_fill(NX, NY, tstart, tz, xr, xa, xb, xf, yr, ya, yb, yf, COUNTS, CUTS, TRIANGLES, fstart, faces)
     verts -= 1.0  # padded to plain index units
