@@ -19,7 +19,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["BISECTION_STEPS", "BLOCK_VOXELS", "TILE", "snap_to_hull"]
+__all__ = ["BISECTION_STEPS", "BLOCK_VOXELS", "TILE", "MAX_DEEP_RADIUS", "snap_to_hull"]
 
 #: precision of each vertex on its lattice edge, as halvings: 2**-12 of a voxel, far below any mask's
 #: precision (a voxel is rarely smaller than a tenth of a pixel); each view's exit is solved exactly,
@@ -35,6 +35,9 @@ BLOCK_VOXELS = 8
 #: masks (a full-resolution one costs more to allocate than the whole snap saves), and a block's
 #: rectangle grows by at most 3 pixels a side
 TILE = 4
+#: the largest neighbourhood radius (pixels) of the deep-interior test: an edge whose image is longer
+#: (a coarse grid seen up close) is solved exactly in every view of its block, as without the test
+MAX_DEEP_RADIUS = 8
 
 
 @numba.njit(cache=True, inline="always")
@@ -141,6 +144,34 @@ def _exit_in_view(a, b, P, masks, view):
 
 
 @numba.njit(cache=True, inline="always")
+def _holds_edge(a, b, P, deep, radius, view):
+    """True when the view holds every point of the segment a -> b: both ends in front of the camera and
+    every pixel that a bilinear read along its image takes within ``radius`` of a pixel whose
+    (2 radius + 1)-square neighbourhood is all object (``deep``: the masks eroded so). A cheap test
+    (two projections, one byte) that spares the exact exit, which most views of a vertex do not have."""
+    _, hp, wp = deep.shape
+    wa = P[view, 2, 0] * a[0] + P[view, 2, 1] * a[1] + P[view, 2, 2] * a[2] + P[view, 2, 3]
+    wb = P[view, 2, 0] * b[0] + P[view, 2, 1] * b[1] + P[view, 2, 2] * b[2] + P[view, 2, 3]
+    if not (wa > _EPS and wb > _EPS):
+        return False
+    ua = (P[view, 0, 0] * a[0] + P[view, 0, 1] * a[1] + P[view, 0, 2] * a[2] + P[view, 0, 3]) / wa + 1.0
+    ub = (P[view, 0, 0] * b[0] + P[view, 0, 1] * b[1] + P[view, 0, 2] * b[2] + P[view, 0, 3]) / wb + 1.0
+    umin, umax = min(ua, ub), max(ua, ub)
+    if not (umin >= 0.0 and umax <= wp - 1.0):  # (also NaN)
+        return False
+    va = (P[view, 1, 0] * a[0] + P[view, 1, 1] * a[1] + P[view, 1, 2] * a[2] + P[view, 1, 3]) / wa + 1.0
+    vb = (P[view, 1, 0] * b[0] + P[view, 1, 1] * b[1] + P[view, 1, 2] * b[2] + P[view, 1, 3]) / wb + 1.0
+    vmin, vmax = min(va, vb), max(va, vb)
+    if not (vmin >= 0.0 and vmax <= hp - 1.0):
+        return False
+    # a read at u takes columns int(u) and int(u) + 1; the segment's image lies in the hull of its ends
+    c0, r0 = int(umin), int(vmin)
+    if int(umax) + 1 - c0 > 2 * radius or int(vmax) + 1 - r0 > 2 * radius:
+        return False  # longer than the neighbourhood: solved exactly instead
+    return deep[view, min(r0 + radius, hp - 1), min(c0 + radius, wp - 1)] != 0
+
+
+@numba.njit(cache=True, inline="always")
 def _in_views(x, y, z, P, masks, views, n):
     """True when (x, y, z) is inside each of the first n views of ``views``."""
     for i in range(n):
@@ -233,10 +264,26 @@ def _full_tiles(masks, tile, sat):
                 sat[b, ti + 1, tj + 1] = sat[b, ti, tj + 1] + row
 
 
+@numba.njit(cache=True)
+def _block_order(block_of, n_blocks):
+    """(V,) the vertices grouped by block, in order within each (a counting sort): a block's vertices
+    then read the same few pixels of its views, which stay in cache."""
+    start = np.zeros(n_blocks + 1, np.int64)
+    for k in range(block_of.shape[0]):
+        start[block_of[k] + 1] += 1
+    for t in range(n_blocks):
+        start[t + 1] += start[t]
+    order = np.empty(block_of.shape[0], np.int64)
+    for k in range(block_of.shape[0]):
+        order[start[block_of[k]]] = k
+        start[block_of[k]] += 1
+    return order
+
+
 def _vertex_views(inner, grid, P, padded):
     """Per vertex, the views that may reject a point of its edge: (views (N, B) int64, counts (N,)
-    int64) per block of :data:`BLOCK_VOXELS` voxels that holds a vertex, and the (V,) block of each
-    vertex (the block of its edge's occupied voxel)."""
+    int64) per block of :data:`BLOCK_VOXELS` voxels that holds a vertex, the (V,) block of each
+    vertex (the block of its edge's occupied voxel) and the (V,) vertices in block order."""
     lo, s = np.asarray(grid.lo, np.float64), float(grid.voxel_size)
     shape = -(-np.asarray(grid.shape) // BLOCK_VOXELS)  # blocks a side: 1/512 of the voxels
     cell = np.floor((inner - lo) / s).astype(np.int64) // BLOCK_VOXELS  # centres sit at (index + 1/2) s
@@ -250,11 +297,11 @@ def _vertex_views(inner, grid, P, padded):
     views = np.empty((len(blocks), len(P)), np.int64)
     counts = np.empty(len(blocks), np.int64)
     _block_views(blocks, lo, s, BLOCK_VOXELS, P, sat, TILE, padded.shape[1], padded.shape[2], views, counts)
-    return views, counts, block_of
+    return views, counts, block_of, _block_order(block_of, len(blocks))
 
 
 @numba.njit(cache=True, parallel=True)
-def _snap_vertices(inner, outer, P, masks, steps, views, counts, block_of, out):
+def _snap_vertices(inner, outer, P, masks, deep, radius, steps, views, counts, block_of, order, out):
     """For each of the V segments inner[k] (in the hull) -> outer[k] (not), the point where it first
     leaves the hull, or the midpoint where no point of the segment is in the hull at sub-pixel precision
     (or no view rejects the outer end there either).
@@ -263,12 +310,14 @@ def _snap_vertices(inner, outer, P, masks, steps, views, counts, block_of, out):
     exactly (along the segment's image the bilinear mask is a quadratic in each pixel cell) and the
     earliest is the hull's, also where a view is left and entered again within the edge (a concavity
     finer than a voxel). Only the views of the vertex's block are asked,
-    ``views[block_of[k], :counts[block_of[k]]]``: the others hold the whole edge. Where the image
+    ``views[block_of[k], :counts[block_of[k]]]``: the others hold the whole edge; of those, a view
+    that :func:`_holds_edge` (``deep``, ``radius``) has no exit either. Where the image
     plane cannot tell (an end behind a camera or beyond the padded image) the edge is bisected in
-    those views instead, ``steps`` halvings."""
+    those views instead, ``steps`` halvings. The vertices are visited in ``order`` (block by block)."""
     n = inner.shape[0]
     half = 0.5 ** (steps + 1)
-    for k in numba.prange(n):
+    for i in numba.prange(n):
+        k = order[i]
         a = (inner[k, 0], inner[k, 1], inner[k, 2])
         b = (outer[k, 0], outer[k, 1], outer[k, 2])
         mine, n_mine = views[block_of[k]], counts[block_of[k]]
@@ -277,6 +326,9 @@ def _snap_vertices(inner, outer, P, masks, steps, views, counts, block_of, out):
         inside = True  # whether every view holds the inner end
         q = 0
         while q < n_mine and solvable:
+            if _holds_edge(a, b, P, deep, radius, mine[q]):
+                q += 1
+                continue
             t = _exit_in_view(a, b, P, masks, mine[q])
             if t == -2.0:
                 solvable = False
@@ -346,10 +398,41 @@ def snap_to_hull(mesh, grid, masks, cameras, outside="auto", steps: int = BISECT
     for b in range(len(P)):  # the border holds what lies outside the image: kept (1) or carved (0)
         padded[b] = np.pad(stack[b], 1, constant_values=keep[b])
     inner, outer = _edge_ends(verts, grid, occupied_axis)
-    views, counts, block_of = _vertex_views(inner, grid, P, padded)
+    views, counts, block_of, order = _vertex_views(inner, grid, P, padded)
+    radius = _deep_radius(inner, outer, P)
+    deep = _deep_interior(padded, radius)
     out = np.empty_like(verts)
-    _snap_vertices(inner, outer, P, padded, int(steps), views, counts, block_of, out)
+    _snap_vertices(inner, outer, P, padded, deep, radius, int(steps), views, counts, block_of, order, out)
     return trimesh.Trimesh(vertices=out, faces=np.asarray(mesh.faces), process=False)
+
+
+def _deep_radius(inner, outer, P) -> int:
+    """The neighbourhood radius (pixels) of the deep-interior test: large enough that the image of a
+    typical edge (the median over a sample of edges and views) fits in it, at most
+    :data:`MAX_DEEP_RADIUS`. Any radius is exact; this one lets the cheap test decide most views."""
+    sample = slice(None, None, max(1, len(inner) // 256))
+    a, b = inner[sample], outer[sample]
+    ends = np.stack([np.einsum("vij,nj->vni", P[:, :, :3], x) + P[:, None, :, 3] for x in (a, b)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv = ends[..., :2] / ends[..., 2:]
+        extent = np.abs(uv[0] - uv[1]).max(axis=-1)
+    extent = extent[np.isfinite(extent) & (ends[..., 2] > _EPS).all(axis=0)]
+    if not len(extent):
+        return 1
+    # an image of extent e covers at most floor(e) + 2 pixel columns of reads, which 2 radius + 1 holds
+    return int(min(MAX_DEEP_RADIUS, max(1, np.ceil((np.median(extent) + 1.0) / 2.0))))
+
+
+def _deep_interior(padded, radius: int) -> np.ndarray:
+    """(B, hp, wp) uint8: 1 where the (2 radius + 1)-square neighbourhood of the pixel in the padded
+    mask is all object (pixels beyond the padded image count as background)."""
+    import cv2
+
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    deep = np.empty_like(padded)
+    for b in range(len(padded)):
+        cv2.erode(padded[b], kernel, dst=deep[b], borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return deep
 
 
 def _views(masks, cameras) -> tuple[np.ndarray, np.ndarray]:
