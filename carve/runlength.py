@@ -175,19 +175,19 @@ def _next_run(tz, q, e, ds, de):
 
 
 @numba.njit(cache=True)
-def combine(tz, lo, hi, shift, n, low, high, out, at):
+def combine(tz, lo, hi, shift, n, low, high, out, at, scratch):
     """The runs where between ``low`` and ``high`` of n rows cover a position: their toggles, written
     to out[at:] when out is not empty. Returns how many.
 
     Row q's toggles are tz[lo[q]:hi[q]], its runs moved by shift[q] at both ends (-1: shrunk by one
     voxel a side, +1: grown; shrunk runs that vanish are dropped, grown ones that meet are merged).
     So an erosion is n = 5 rows (the row itself shifted -1, its four neighbours 0) and low = high =
-    5; a dilation, low = 1, high = 5 with +1; a difference A - B (B within A), low = high = 1."""
-    s = np.empty(8, np.int64)
-    t = np.empty(8, np.int64)
-    q = np.empty(8, np.int64)
-    inside = np.zeros(8, np.bool_)
+    5; a dilation, low = 1, high = 5 with +1; a difference A - B (B within A), low = high = 1.
+    ``scratch``: (4, n) int64, the caller's (an allocation per call would serialise parallel callers
+    on the allocator)."""
+    s, t, q, inside = scratch[0], scratch[1], scratch[2], scratch[3]
     for i in range(n):
+        inside[i] = 0
         s[i], t[i], q[i] = _next_run(tz, lo[i], hi[i], -shift[i], shift[i])
     count = 0
     written = 0
@@ -200,11 +200,11 @@ def combine(tz, lo, hi, shift, n, low, high, out, at):
             break
         for i in range(n):  # every event at p; after one, a row's next event lies beyond p
             if inside[i] and t[i] == p:
-                inside[i] = False
+                inside[i] = 0
                 count -= 1
                 s[i], t[i], q[i] = _next_run(tz, q[i], hi[i], -shift[i], shift[i])
             if not inside[i] and s[i] == p:
-                inside[i] = True
+                inside[i] = 1
                 count += 1
         now = low <= count <= high
         if now != state:

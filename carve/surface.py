@@ -229,13 +229,12 @@ def _block_views(blocks, lo, s, side, P, sat, tile, hp, wp, views, n_views):
     """For each block (i, j, k) of ``blocks`` (N, 3), the views that do not hold its voxel centres
     from (side * i - 1) to (side * i + side) on each axis: ``views[t, :n_views[t]]``."""
     for t in numba.prange(blocks.shape[0]):
-        box = np.empty(6)
-        for a in range(3):
-            box[2 * a] = lo[a] + (side * blocks[t, a] - 0.5) * s
-            box[2 * a + 1] = lo[a] + (side * blocks[t, a] + side + 0.5) * s
+        x0, x1 = lo[0] + (side * blocks[t, 0] - 0.5) * s, lo[0] + (side * blocks[t, 0] + side + 0.5) * s
+        y0, y1 = lo[1] + (side * blocks[t, 1] - 0.5) * s, lo[1] + (side * blocks[t, 1] + side + 0.5) * s
+        z0, z1 = lo[2] + (side * blocks[t, 2] - 0.5) * s, lo[2] + (side * blocks[t, 2] + side + 0.5) * s
         n = 0
         for b in range(P.shape[0]):
-            if not _holds_box(P, b, box[0], box[1], box[2], box[3], box[4], box[5], sat, tile, hp, wp):
+            if not _holds_box(P, b, x0, x1, y0, y1, z0, z1, sat, tile, hp, wp):
                 views[t, n] = b
                 n += 1
         n_views[t] = n
@@ -265,19 +264,41 @@ def _full_tiles(masks, tile, sat):
 
 
 @numba.njit(cache=True)
-def _block_order(block_of, n_blocks):
-    """(V,) the vertices grouped by block, in order within each (a counting sort): a block's vertices
-    then read the same few pixels of its views, which stay in cache."""
-    start = np.zeros(n_blocks + 1, np.int64)
-    for k in range(block_of.shape[0]):
-        start[block_of[k] + 1] += 1
-    for t in range(n_blocks):
+def _blocks_of(inner, lo, s, side, shape):
+    """The blocks of ``side`` voxels that hold the occupied ends ``inner`` (V, 3): (blocks (N, 3) int64
+    in index order, (V,) block of each vertex, (V,) the vertices grouped by block, in order within
+    each: a block's vertices then read the same few pixels of its views, which stay in cache)."""
+    n = inner.shape[0]
+    key = np.empty(n, np.int64)
+    slot = np.full(shape[0] * shape[1] * shape[2] + 1, -1, np.int64)
+    for k in range(n):
+        key[k] = 0
+        for a in range(3):  # centres sit at (index + 1/2) s
+            c = min(max(int(np.floor((inner[k, a] - lo[a]) / s)) // side, 0), shape[a] - 1)
+            key[k] = key[k] * shape[a] + c
+        slot[key[k]] = 0
+    count = 0
+    for t in range(slot.shape[0] - 1):
+        if slot[t] == 0:
+            slot[t] = count
+            count += 1
+    blocks = np.empty((count, 3), np.int64)
+    start = np.zeros(count + 1, np.int64)
+    block_of = np.empty(n, np.int64)
+    for k in range(n):
+        t = slot[key[k]]
+        block_of[k] = t
+        start[t + 1] += 1
+        blocks[t, 0] = key[k] // (shape[1] * shape[2])
+        blocks[t, 1] = key[k] // shape[2] % shape[1]
+        blocks[t, 2] = key[k] % shape[2]
+    for t in range(count):
         start[t + 1] += start[t]
-    order = np.empty(block_of.shape[0], np.int64)
-    for k in range(block_of.shape[0]):
+    order = np.empty(n, np.int64)
+    for k in range(n):
         order[start[block_of[k]]] = k
         start[block_of[k]] += 1
-    return order
+    return blocks, block_of, order
 
 
 def _vertex_views(inner, grid, P, padded):
@@ -285,19 +306,14 @@ def _vertex_views(inner, grid, P, padded):
     int64) per block of :data:`BLOCK_VOXELS` voxels that holds a vertex, the (V,) block of each
     vertex (the block of its edge's occupied voxel) and the (V,) vertices in block order."""
     lo, s = np.asarray(grid.lo, np.float64), float(grid.voxel_size)
-    shape = -(-np.asarray(grid.shape) // BLOCK_VOXELS)  # blocks a side: 1/512 of the voxels
-    cell = np.floor((inner - lo) / s).astype(np.int64) // BLOCK_VOXELS  # centres sit at (index + 1/2) s
-    key = np.ravel_multi_index(tuple(np.clip(cell, 0, shape - 1).T), tuple(shape))
-    present = np.zeros(int(np.prod(shape)), np.bool_)
-    present[key] = True
-    block_of = (np.cumsum(present) - 1)[key]
-    blocks = np.stack(np.unravel_index(np.flatnonzero(present), tuple(shape)), axis=1).astype(np.int64)
+    shape = -(-np.asarray(grid.shape, np.int64) // BLOCK_VOXELS)  # blocks a side: 1/512 of the voxels
+    blocks, block_of, order = _blocks_of(inner, lo, s, BLOCK_VOXELS, shape)
     sat = np.empty((padded.shape[0], -(-padded.shape[1] // TILE) + 1, -(-padded.shape[2] // TILE) + 1), np.int32)
     _full_tiles(padded, TILE, sat)
     views = np.empty((len(blocks), len(P)), np.int64)
     counts = np.empty(len(blocks), np.int64)
     _block_views(blocks, lo, s, BLOCK_VOXELS, P, sat, TILE, padded.shape[1], padded.shape[2], views, counts)
-    return views, counts, block_of, _block_order(block_of, len(blocks))
+    return views, counts, block_of, order
 
 
 @numba.njit(cache=True, parallel=True)
@@ -391,12 +407,7 @@ def snap_to_hull(mesh, grid, masks, cameras, outside="auto", steps: int = BISECT
     verts = np.asarray(mesh.vertices, np.float64)
     if not len(verts):
         return trimesh.Trimesh()
-    P, stack = _views(masks, cameras)
-    keep = _keeps_outside(outside, stack)
-    # uint8, not float: the views' masks are read at random, a quarter of the bytes stays in cache
-    padded = np.empty((len(P), stack.shape[1] + 2, stack.shape[2] + 2), np.uint8)
-    for b in range(len(P)):  # the border holds what lies outside the image: kept (1) or carved (0)
-        padded[b] = np.pad(stack[b], 1, constant_values=keep[b])
+    P, padded = _padded_masks(masks, cameras, outside)
     inner, outer = _edge_ends(verts, grid, occupied_axis)
     views, counts, block_of, order = _vertex_views(inner, grid, P, padded)
     radius = _deep_radius(inner, outer, P)
@@ -435,31 +446,42 @@ def _deep_interior(padded, radius: int) -> np.ndarray:
     return deep
 
 
-def _views(masks, cameras) -> tuple[np.ndarray, np.ndarray]:
-    """(B, 3, 4) float64 projections and (B, H, W) bool masks, checked against each other."""
+def _padded_masks(masks, cameras, outside) -> tuple[np.ndarray, np.ndarray]:
+    """(B, 3, 4) float64 projections and the (B, H + 2, W + 2) uint8 masks (1: object) with a one-pixel
+    border that holds what lies outside each image: kept (1) where the view keeps it ("keep", or
+    "auto" and the mask touches its border: the object leaves the frame there), else carved (0).
+    uint8, not float: the masks are read at random, and a quarter of the bytes stays in cache."""
     from geometry import Camera
 
     if not isinstance(cameras, Camera):
         raise TypeError(f"cameras must be a geometry.Camera, got {type(cameras).__name__}")
-    stack = np.asarray([np.asarray(m) for m in masks] if isinstance(masks, (list, tuple)) else masks)
-    if stack.ndim != 3 or len(stack) != len(cameras) or stack.dtype not in (np.bool_, np.uint8):
+    views = [np.asarray(m) for m in masks] if isinstance(masks, (list, tuple)) else np.asarray(masks)
+    shapes = {m.shape for m in views}
+    dtypes = {m.dtype for m in views}
+    if len(views) != len(cameras) or len(shapes) != 1 or len(next(iter(shapes))) != 2 \
+            or not dtypes <= {np.dtype(np.bool_), np.dtype(np.uint8)}:
+        got = np.shape(views) if len(shapes) == 1 else f"{len(views)} masks of shapes {sorted(shapes)}"
         raise ValueError(f"masks must be {len(cameras)} (H, W) bool masks, one per camera, got "
-                         f"{stack.dtype} of shape {stack.shape}")
-    if cameras.has_size and stack.shape[1:] != (cameras.height, cameras.width):
-        raise ValueError(f"masks must be {cameras.height} x {cameras.width} (H x W) like the cameras, got "
-                         f"{stack.shape[1]} x {stack.shape[2]}")
-    return np.ascontiguousarray(cameras.numpy().P, np.float64), stack > 0
-
-
-def _keeps_outside(outside, stack: np.ndarray) -> np.ndarray:
-    """(B,) bool: the views that keep what lies outside their image ("keep", or "auto" and the mask
-    touches the image border: the object leaves the frame there)."""
-    policies = [outside] * len(stack) if isinstance(outside, str) else list(outside)
-    if len(policies) != len(stack) or any(p not in ("carve", "keep", "auto") for p in policies):
-        raise ValueError(f"outside must be 'carve', 'keep', 'auto' or one of them per view ({len(stack)}), "
+                         f"{', '.join(str(d) for d in dtypes) or 'nothing'} of shape {got}")
+    H, W = next(iter(shapes))
+    if cameras.has_size and (H, W) != (cameras.height, cameras.width):
+        raise ValueError(f"masks must be {cameras.height} x {cameras.width} (H x W) like the cameras, got {H} x {W}")
+    policies = [outside] * len(views) if isinstance(outside, str) else list(outside)
+    if len(policies) != len(views) or any(p not in ("carve", "keep", "auto") for p in policies):
+        raise ValueError(f"outside must be 'carve', 'keep', 'auto' or one of them per view ({len(views)}), "
                          f"got {outside!r}")
-    border = stack[:, [0, -1], :].any(axis=(1, 2)) | stack[:, :, [0, -1]].any(axis=(1, 2))
-    return np.array([p == "keep" or (p == "auto" and bool(t)) for p, t in zip(policies, border)])
+    padded = np.empty((len(views), H + 2, W + 2), np.uint8)
+    for b, (mask, policy) in enumerate(zip(views, policies)):
+        inside = padded[b, 1:-1, 1:-1]
+        if mask.dtype == np.bool_:
+            inside[...] = mask.view(np.uint8)
+        else:
+            np.not_equal(mask, 0, out=inside, casting="unsafe")
+        leaves = bool(inside[[0, -1]].any() or inside[:, [0, -1]].any())
+        keep = policy == "keep" or (policy == "auto" and leaves)
+        padded[b, [0, -1], :] = keep
+        padded[b, :, [0, -1]] = keep
+    return np.ascontiguousarray(cameras.numpy().P, np.float64), padded
 
 
 @numba.njit(cache=True, parallel=True)
