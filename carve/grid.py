@@ -1,10 +1,14 @@
-"""A dense voxel occupancy grid in world units: counting, centres, Open3D, files (surfaces: carve.mesh).
+"""A voxel occupancy grid in world units: counting, centres, Open3D, files (surfaces: carve.mesh).
 
 Convention:
     The grid is the axis-aligned box ``[lo, hi]`` cut into cubes of side ``voxel_size``; voxel
     (i, j, k) has centre ``lo + (idx + 0.5) * voxel_size`` and ``occupancy`` is indexed [i, j, k] =
     [x, y, z]. ``hi = lo + shape * voxel_size`` (the grid may overhang a requested box by less than a
     voxel).
+
+A grid holds its occupancy dense, or as run-length rows (:class:`carve.runlength.Runs`, what the
+coarse-to-fine carving returns): then counting and meshing cost in proportion to the surface, and the
+dense array is made only when ``occupancy`` is first read (from then on it is the grid's occupancy).
 """
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+
+from carve.runlength import Runs, occupancy_runs
 
 __all__ = ["VoxelGrid", "surface_voxels"]
 
@@ -23,7 +29,7 @@ class VoxelGrid:
     """Occupancy of a box of cubic voxels.
 
     Args:
-        occupancy: (nx, ny, nz) bool, indexed [x, y, z].
+        occupancy: (nx, ny, nz) bool, indexed [x, y, z], or its :class:`carve.runlength.Runs`.
         lo: (3,) world position of the box's minimum corner.
         voxel_size: side of a voxel in world units (> 0).
         colors: optional (M, 3) uint8 RGB of the M occupied voxels, in :meth:`points` order (what
@@ -38,11 +44,21 @@ class VoxelGrid:
     """
 
     def __init__(self, occupancy, lo, voxel_size, colors=None):
-        occupancy = np.asarray(occupancy)
-        if occupancy.ndim != 3:
-            raise ValueError(f"occupancy must have shape (nx, ny, nz), got {occupancy.shape}")
-        if occupancy.dtype != bool:
-            raise TypeError(f"occupancy must be a bool array, got dtype {occupancy.dtype}; use occupancy > 0.5 or != 0")
+        if isinstance(occupancy, Runs):
+            nx, ny, _ = occupancy.shape
+            if len(occupancy.start) != (nx + 2) * (ny + 2) + 1 or len(occupancy.toggles) % 2:
+                raise ValueError(f"occupancy runs must hold {(nx + 2) * (ny + 2) + 1} row offsets and an even number "
+                                 f"of toggles for shape {occupancy.shape}, got {len(occupancy.start)} and "
+                                 f"{len(occupancy.toggles)}")
+            self._runs, self._dense = occupancy, None
+        else:
+            occupancy = np.asarray(occupancy)
+            if occupancy.ndim != 3:
+                raise ValueError(f"occupancy must have shape (nx, ny, nz), got {occupancy.shape}")
+            if occupancy.dtype != bool:
+                raise TypeError(f"occupancy must be a bool array, got dtype {occupancy.dtype}; use occupancy > 0.5 "
+                                "or != 0")
+            self._runs, self._dense = None, occupancy
         lo = np.asarray(lo, dtype=np.float64)
         if lo.shape != (3,) or not np.isfinite(lo).all():
             raise ValueError(f"lo must be 3 finite numbers, got {lo.tolist()}")
@@ -51,20 +67,37 @@ class VoxelGrid:
             raise ValueError(f"voxel_size must be a finite number > 0, got {voxel_size!r}")
         if colors is not None:
             colors = np.asarray(colors)
-            m = int(np.count_nonzero(occupancy))
+            m = self.count()
             if colors.shape != (m, 3) or colors.dtype != np.uint8:
                 raise ValueError(f"colors must be (M, 3) uint8 for the M = {m} occupied voxels, got "
                                  f"{colors.shape} {colors.dtype}")
-        self.occupancy = occupancy
         self.lo = lo
         self.voxel_size = float(voxel_size)
         self.colors = colors
 
     # --------------------------------------------------------------------------------------- basics
     @property
+    def occupancy(self) -> np.ndarray:
+        """(nx, ny, nz) bool, indexed [x, y, z]; made from the run-length rows on first use."""
+        if self._dense is None:
+            self._dense, self._runs = self._runs.to_occupancy(), None  # the array may be written to
+        return self._dense
+
+    @property
+    def holds_dense(self) -> bool:
+        """Whether the grid holds a dense (nx, ny, nz) array (False: run-length rows only)."""
+        return self._dense is not None
+
+    @property
+    def runs(self) -> Runs:
+        """The occupancy's run-length rows (:mod:`carve.runlength`): the grid's own when it holds them
+        (no pass over the lattice), else read from the dense array."""
+        return self._runs if self._runs is not None else occupancy_runs(self._dense)
+
+    @property
     def shape(self) -> tuple:
         """(nx, ny, nz)."""
-        return tuple(int(n) for n in self.occupancy.shape)
+        return tuple(int(n) for n in (self._runs.shape if self._runs is not None else self._dense.shape))
 
     @property
     def hi(self) -> np.ndarray:
@@ -73,7 +106,7 @@ class VoxelGrid:
 
     def count(self) -> int:
         """Number of occupied voxels."""
-        return int(np.count_nonzero(self.occupancy))
+        return self._runs.count() if self._runs is not None else int(np.count_nonzero(self._dense))
 
     def points(self) -> np.ndarray:
         """Centres of the occupied voxels, (M, 3) float64 world coordinates, in [x, y, z] index order."""

@@ -78,9 +78,10 @@ def voxel_surface(grid, smooth: float = 0.0, repair: bool = True):
 def lattice_surface(grid, repair: bool = True):
     """:func:`voxel_surface` without smoothing, and the occupied end of each vertex's lattice edge.
 
-    It works on the occupancy's run-length rows (:mod:`carve.runlength`): one pass reads the grid,
-    eight voxels at a time inside runs, and the repair and the marching cubes after it cost in
-    proportion to the surface; no array of the lattice's size is made.
+    It works on the occupancy's run-length rows (``grid.runs``, :mod:`carve.runlength`): the grid's
+    own when it holds them (as carving returns it), else one pass reads the dense array, eight voxels
+    at a time inside runs; the repair and the marching cubes after it cost in proportion to the
+    surface, and no array of the lattice's size is made.
 
     Returns:
         (``trimesh.Trimesh``, (V,) int8 axis from each vertex to its edge's occupied voxel: 1, 2, 3
@@ -89,11 +90,10 @@ def lattice_surface(grid, repair: bool = True):
     import trimesh
 
     from carve.marching import binary_surface
-    from carve.runlength import occupancy_runs
     from carve.topology import repair_runs
 
     _check_repair(repair)
-    runs = occupancy_runs(grid.occupancy)
+    runs = grid.runs
     if repair:
         clean = repair_runs(runs)
         runs = clean if len(clean.toggles) else runs  # nothing but islands: they are the hull

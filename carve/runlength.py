@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-__all__ = ["Runs", "occupancy_runs", "combine", "covers", "csr"]
+__all__ = ["Runs", "occupancy_runs", "from_blocks", "combine", "covers", "csr"]
 
 
 class Runs(NamedTuple):
@@ -213,3 +213,124 @@ def combine(tz, lo, hi, shift, n, low, high, out, at, scratch):
             written += 1
             state = now
     return written
+
+
+# ------------------------------------------------------------------- from coarse-to-fine blocks
+@numba.njit(cache=True)
+def _blocks_by_x(nx, nz, bi, bk, size):
+    """(start, ids): the blocks that cover each x in order of their z, ``ids[start[x]:start[x + 1]]``."""
+    by_z = np.zeros(nz + 1, np.int64)  # a counting sort of the blocks by z
+    for t in range(bk.shape[0]):
+        by_z[bk[t] + 1] += 1
+    for z in range(nz):
+        by_z[z + 1] += by_z[z]
+    sorted_ids = np.empty(bk.shape[0], np.int64)
+    for t in range(bk.shape[0]):
+        sorted_ids[by_z[bk[t]]] = t
+        by_z[bk[t]] += 1
+    start = np.zeros(nx + 1, np.int64)
+    for t in range(bi.shape[0]):
+        for x in range(bi[t], min(bi[t] + size[t], nx)):
+            start[x + 1] += 1
+    for x in range(nx):
+        start[x + 1] += start[x]
+    ids = np.empty(start[nx], np.int64)
+    at = start[:nx].copy()
+    for t in sorted_ids:
+        for x in range(bi[t], min(bi[t] + size[t], nx)):
+            ids[at[x]] = t
+            at[x] += 1
+    return start, ids
+
+
+@numba.njit(cache=True, inline="always")
+def _extend(y, s, e, cs, ce, n, toggles, at):
+    """Add the interval [s, e) to row y's open run (cs, ce) when it continues it, else close that run
+    (toggles written from ``at`` when toggles is not empty) and open this one."""
+    if cs[y] >= 0 and s == ce[y]:
+        ce[y] = e
+        return
+    if cs[y] >= 0:
+        if toggles.shape[0]:
+            toggles[at + n[y]], toggles[at + n[y] + 1] = cs[y] + 1, ce[y] + 1
+        n[y] += 2
+    cs[y], ce[y] = s, e
+
+
+@numba.njit(cache=True, parallel=True)
+def _slab_rows(nx, ny, nz, bi, bj, bk, full, bits, size, xstart, xids, tstart, toggles, counts):
+    """Toggles of every row from the blocks, slab by slab of x: the blocks that cover x, in order of
+    their z (``xids[xstart[x]:xstart[x + 1]]``), give each row its intervals in order (blocks do not overlap), so runs that
+    meet merge as they come. Counted into ``counts``, or written at ``tstart`` when toggles is not
+    empty."""
+    NY = ny + 2
+    for x in numba.prange(nx):
+        cs = np.full(ny, -1, np.int64)
+        ce = np.zeros(ny, np.int64)
+        n = np.zeros(ny, np.int64)
+        base = (x + 1) * NY + 1
+        for q in range(xstart[x], xstart[x + 1]):
+            t = xids[q]
+            j1 = min(bj[t] + size[t], ny)
+            if full[t]:
+                k1 = min(bk[t] + size[t], nz)
+                for y in range(bj[t], j1):
+                    _extend(y, bk[t], k1, cs, ce, n, toggles, tstart[base + y] if toggles.shape[0] else 0)
+                continue
+            a = x - bi[t]
+            for y in range(bj[t], j1):
+                column = (bits[t] >> np.uint64((a * 4 + y - bj[t]) * 4)) & np.uint64(15)
+                c = 0
+                while column:
+                    if column & np.uint64(1):
+                        e = c
+                        while column & np.uint64(1):
+                            column >>= np.uint64(1)
+                            e += 1
+                        _extend(y, bk[t] + c, bk[t] + e, cs, ce, n, toggles, tstart[base + y] if toggles.shape[0] else 0)
+                        c = e
+                    else:
+                        column >>= np.uint64(1)
+                        c += 1
+        for y in range(ny):
+            if cs[y] >= 0:
+                if toggles.shape[0]:
+                    toggles[tstart[base + y] + n[y]], toggles[tstart[base + y] + n[y] + 1] = cs[y] + 1, ce[y] + 1
+                n[y] += 2
+            if not toggles.shape[0]:
+                counts[base + y] = n[y]
+
+
+def from_blocks(shape, levels) -> Runs:
+    """The :class:`Runs` of an occupancy given as the blocks a coarse-to-fine carving decided.
+
+    Args:
+        shape: (nx, ny, nz) of the occupancy.
+        levels: per level, (bi, bj, bk, full, bits, size): the blocks' base voxels ((n,) ints), whether
+            each is full ((n,) uint8) and otherwise its voxels as a 4 x 4 x 4 word ((n,) uint64, voxel
+            (bi + a, bj + b, bk + c) at bit (4 a + b) 4 + c), and the level's side in voxels (blocks
+            are clipped at the grid's end). Blocks do not overlap.
+
+    Example:
+        >>> one = np.ones(1, np.int64)
+        >>> levels = [(0 * one, 0 * one, 0 * one, one.astype(np.uint8), 0 * one.astype(np.uint64), 2),
+        ...           (0 * one, 0 * one, 2 * one, 0 * one.astype(np.uint8), np.array([0b1101], np.uint64), 4)]
+        >>> runs = from_blocks((2, 2, 8), levels)
+        >>> runs.to_occupancy()[0, 0].astype(int).tolist(), runs.count()
+        ([1, 1, 1, 0, 1, 1, 0, 0], 11)
+    """
+    nx, ny, nz = (int(n) for n in shape)
+    parts = [np.concatenate([np.asarray(level[a]) for level in levels]) if levels else np.zeros(0, np.int64)
+             for a in range(5)]
+    bi, bj, bk = (p.astype(np.int64) for p in parts[:3])
+    full, bits = parts[3].astype(np.uint8), parts[4].astype(np.uint64)
+    size = np.concatenate([np.full(len(level[0]), level[5], np.int64) for level in levels]) if levels \
+        else np.zeros(0, np.int64)
+    xstart, xids = _blocks_by_x(nx, nz, bi, bk, size)
+    counts = np.zeros((nx + 2) * (ny + 2), np.int64)
+    none = np.zeros(0, np.int32)
+    _slab_rows(nx, ny, nz, bi, bj, bk, full, bits, size, xstart, xids, counts, none, counts)
+    tstart = csr(counts)
+    toggles = np.empty(tstart[-1], np.int32)
+    _slab_rows(nx, ny, nz, bi, bj, bk, full, bits, size, xstart, xids, tstart, toggles, counts)
+    return Runs((nx, ny, nz), tstart, toggles)

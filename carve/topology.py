@@ -23,9 +23,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from carve.runlength import Runs, combine, covers, csr, occupancy_runs
+from carve.opening import opening_runs
+from carve.runlength import Runs, covers, csr, occupancy_runs
 
-__all__ = ["repair", "repair_runs", "opening_runs", "is_simple", "ISLAND_VOXELS"]
+__all__ = ["repair", "repair_runs", "is_simple", "ISLAND_VOXELS"]
 
 #: a component that the opening erases entirely is an island (dropped) below this many voxels, the
 #: 27 of the 3 x 3 x 3 block the opening tests; a larger one is a thin part of its own (a sheet or a
@@ -33,167 +34,75 @@ __all__ = ["repair", "repair_runs", "opening_runs", "is_simple", "ISLAND_VOXELS"
 ISLAND_VOXELS = 27
 
 
-def _offsets():
-    """The 26 neighbour offsets, and per pair whether they are 6-adjacent (share a face) or
-    26-adjacent (touch at all)."""
-    offs = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1) if (a, b, c) != (0, 0, 0)],
-                    np.int64)
-    diff = np.abs(offs[:, None, :] - offs[None, :, :])
-    adj6 = diff.sum(-1) == 1
-    adj26 = diff.max(-1) == 1
-    return offs, adj6, adj26
-
-
-def _lists(adj):
-    """(26, 26) neighbour lists (padded with -1) and (26,) degrees of an adjacency matrix."""
-    deg = adj.sum(1)
-    nbr = np.full((26, 26), -1, np.int64)
-    for a in range(26):
-        nbr[a, :deg[a]] = np.flatnonzero(adj[a])
-    return nbr, deg.astype(np.int64)
-
-
-_OFFS, _ADJ6, _ADJ26 = _offsets()
-_NBR6, _DEG6 = _lists(_ADJ6)
-_NBR26, _DEG26 = _lists(_ADJ26)
-_IN18 = np.abs(_OFFS).sum(1) <= 2  # the 18-neighbourhood: not a corner
+#: the 26 neighbour offsets in the order the neighbourhoods are read: x-major, then y, then z
+_OFFS = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1) if (a, b, c) != (0, 0, 0)],
+                 np.int64)
 _FACE = np.abs(_OFFS).sum(1) == 1  # the 6 face neighbours
+
+# The 3 x 3 x 3 block as the bits of one integer, bit (a + 1) 9 + (b + 1) 3 + (c + 1) for offset
+# (a, b, c): a component is grown by shifts and masks, a few dozen operations instead of a graph search
+_ALL = (1 << 27) - 1
+_CENTRE = 1 << 13
+
+
+def _cube_bits(keep):
+    """The bits of the block whose offset (a, b, c) satisfies keep(a, b, c)."""
+    return sum(1 << ((a + 1) * 9 + (b + 1) * 3 + c + 1) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)
+               if keep(a, b, c))
+
+
+_Z_LOW, _Z_HIGH = _cube_bits(lambda a, b, c: c == -1), _cube_bits(lambda a, b, c: c == 1)
+_Y_LOW, _Y_HIGH = _cube_bits(lambda a, b, c: b == -1), _cube_bits(lambda a, b, c: b == 1)
+_FACE_BITS = _cube_bits(lambda a, b, c: abs(a) + abs(b) + abs(c) == 1)
+_CORNER_BITS = _cube_bits(lambda a, b, c: abs(a) + abs(b) + abs(c) == 3)
+
+
+@numba.njit(cache=True, inline="always")
+def _grow6(S):
+    """The block's bits 6-adjacent to S, or in it."""
+    return (S | ((S & ~_Z_HIGH) << 1) | ((S & ~_Z_LOW) >> 1) | ((S & ~_Y_HIGH) << 3) | ((S & ~_Y_LOW) >> 3)
+            | ((S << 9) & _ALL) | (S >> 9))
+
+
+@numba.njit(cache=True, inline="always")
+def _grow26(S):
+    """The block's bits 26-adjacent to S, or in it (the box dilation, one axis at a time)."""
+    S = S | ((S & ~_Z_HIGH) << 1) | ((S & ~_Z_LOW) >> 1)
+    S = S | ((S & ~_Y_HIGH) << 3) | ((S & ~_Y_LOW) >> 3)
+    return S | ((S << 9) & _ALL) | (S >> 9)
+
+
+@numba.njit(cache=True, inline="always")
+def _one_component(member, seeds, six):
+    """Whether the members' components (6- or 26-adjacent, within the block) that hold a seed are
+    exactly one."""
+    todo = member & seeds
+    if todo == 0:
+        return False
+    part = todo & -todo
+    while True:
+        grown = (_grow6(part) if six else _grow26(part)) & member
+        if grown == part:
+            break
+        part = grown
+    return (todo & ~part) == 0
 
 
 @numba.njit(cache=True)
-def _components(member, nbr, deg, seeds_only, seeds):
-    """Number of components of the members (a (26,) bool) under the adjacency lists ``nbr``, ``deg``;
-    with ``seeds_only``, only those holding a seed."""
-    seen = np.zeros(26, np.bool_)
-    stack = np.empty(26, np.int64)
-    count = 0
-    for s in range(26):
-        if not member[s] or seen[s] or (seeds_only and not seeds[s]):
-            continue
-        count += 1
-        seen[s] = True
-        top = 0
-        stack[0] = s
-        while top >= 0:
-            a = stack[top]
-            top -= 1
-            for m in range(deg[a]):
-                b = nbr[a, m]
-                if member[b] and not seen[b]:
-                    seen[b] = True
-                    top += 1
-                    stack[top] = b
-    return count
+def _simple_bits(occupied):
+    """Whether a voxel is simple under the (6, 26) pair given its occupied neighbours as block bits
+    (the centre's own bit ignored): its occupied 18-neighbours form one 6-component that touches it
+    (holds a face neighbour), and its empty 26-neighbours one 26-component that touches it (the empty
+    neighbours that touch no face neighbour would make a cavity of their own). The test is the same
+    for adding and removing."""
+    fg = occupied & ~_CORNER_BITS & ~_CENTRE & _ALL
+    bg = ~occupied & ~_CENTRE & _ALL
+    return _one_component(fg, _FACE_BITS, True) and _one_component(bg, bg, False)
 
 
 # voxel states while repairing
 _EMPTY, _IN, _OUT, _QUEUED = 0, 1, 2, 3  # _OUT: removed by the opening, a candidate to put back
 _SEEN = 4  # _OUT, visited by the island search
-
-
-@numba.njit(cache=True)
-def _simple_pattern(occupied, nbr6, deg6, nbr26, deg26, in18, face):
-    """Whether a voxel is simple under the (6, 26) pair given which of its 26 neighbours are occupied
-    (``occupied`` (26,) bool, in :data:`_OFFS` order): its occupied 18-neighbours 6-adjacent to it form
-    one 6-component, its empty 26-neighbours one 26-component (the voxel itself does not count: the
-    test is the same for adding and removing)."""
-    fg = np.empty(26, np.bool_)
-    bg = np.empty(26, np.bool_)
-    for n in range(26):
-        fg[n] = occupied[n] and in18[n]
-        bg[n] = not occupied[n]
-    return (_components(fg, nbr6, deg6, True, face) == 1
-            and _components(bg, nbr26, deg26, False, face) == 1)
-
-
-# ------------------------------------------------------------------------ the opening, on the runs
-@numba.njit(cache=True, parallel=True)
-def _row_op(start, tz, NX, NY, grow, ostart, otz, counts):
-    """Erosion (grow False) or dilation (True) of every row by the cross of seven voxels: the row
-    moved by one voxel a side and its four neighbours, combined. Toggles per row into ``counts``, or
-    written at ``ostart`` into ``otz`` when that is not empty."""
-    for X in numba.prange(1, NX - 1):
-        lo = np.empty(5, np.int64)
-        hi = np.empty(5, np.int64)
-        shift = np.zeros(5, np.int64)
-        shift[0] = 1 if grow else -1
-        starts = np.empty(5, np.int64)
-        ends = np.empty(5, np.int64)
-        scratch = np.empty((4, 5), np.int64)
-        for Y in range(1, NY - 1):
-            r = X * NY + Y
-            rows = (r, r - NY, r + NY, r - 1, r + 1)
-            empty = 0
-            for i in range(5):
-                lo[i], hi[i] = start[rows[i]], start[rows[i] + 1]
-                if lo[i] == hi[i]:
-                    empty += 1
-            if empty == 5 or (not grow and lo[0] == hi[0]):
-                if not otz.shape[0]:
-                    counts[r] = 0
-                continue
-            single = True
-            for i in range(5):
-                single &= hi[i] - lo[i] == 2 or (grow and i > 0 and lo[i] == hi[i])
-            if single:  # one run a row, the common case: the intersection or union in closed form
-                n = _single_runs(tz, lo, hi, grow, starts, ends, otz, ostart[r] if otz.shape[0] else 0)
-            else:
-                n = combine(tz, lo, hi, shift, 5, 1 if grow else 5, 5, otz, ostart[r] if otz.shape[0] else 0, scratch)
-            if not otz.shape[0]:
-                counts[r] = n
-
-
-@numba.njit(cache=True, inline="always")
-def _single_runs(tz, lo, hi, grow, starts, ends, out, at):
-    """:func:`combine` of the cross's five rows when each holds one run or (dilating, a neighbour) none:
-    the intersection of the runs, the centre's shrunk by one a side (erosion), or the union, the
-    centre's grown by one a side, runs that meet merged (dilation). Toggles to out[at:] when out is not
-    empty; returns how many. ``starts``, ``ends``: (5,) scratch."""
-    s0, e0 = tz[lo[0]], tz[lo[0] + 1]
-    if not grow:
-        s, e = s0 + 1, e0 - 1
-        for i in range(1, 5):
-            s, e = max(s, tz[lo[i]]), min(e, tz[lo[i] + 1])
-        if s >= e:
-            return 0
-        if out.shape[0]:
-            out[at], out[at + 1] = s, e
-        return 2
-    starts[0], ends[0] = s0 - 1, e0 + 1
-    m = 1
-    for i in range(1, 5):  # insertion by start
-        if lo[i] == hi[i]:
-            continue
-        a, b = tz[lo[i]], tz[lo[i] + 1]
-        j = m
-        while j > 0 and starts[j - 1] > a:
-            starts[j], ends[j] = starts[j - 1], ends[j - 1]
-            j -= 1
-        starts[j], ends[j] = a, b
-        m += 1
-    written = 0
-    cs, ce = starts[0], ends[0]
-    for i in range(1, m + 1):
-        if i < m and starts[i] <= ce:
-            ce = max(ce, ends[i])
-            continue
-        if out.shape[0]:
-            out[at + written], out[at + written + 1] = cs, ce
-        written += 2
-        if i < m:
-            cs, ce = starts[i], ends[i]
-    return written
-
-
-def _apply(runs_start, runs_tz, NX, NY, grow):
-    """(start, toggles) of the rows' erosion or dilation by the cross (:func:`_row_op`)."""
-    counts = np.zeros(NX * NY, np.int64)
-    none = np.empty(0, np.int32)
-    _row_op(runs_start, runs_tz, NX, NY, grow, counts, none, counts)
-    start = csr(counts)
-    tz = np.empty(start[-1], np.int32)
-    _row_op(runs_start, runs_tz, NX, NY, grow, start, tz, counts)
-    return start, tz
 
 
 @numba.njit(cache=True, parallel=True)
@@ -290,13 +199,15 @@ def _neighbourhood(b, NY, dstart, dtz, bstart, bx, by, bz, bstate, states, ids):
 
 
 @numba.njit(cache=True)
-def _band_simple(b, NY, dstart, dtz, bstart, bx, by, bz, bstate, nbr6, deg6, nbr26, deg26, in18, face, occupied,
-                 states, ids):
-    """Whether band voxel b is simple for the voxels ``_IN`` now."""
+def _band_simple(b, NY, dstart, dtz, bstart, bx, by, bz, bstate, states, ids):
+    """Whether band voxel b is simple for the voxels ``_IN`` now (its neighbours' states and band ids
+    are left in ``states``, ``ids``)."""
     _neighbourhood(b, NY, dstart, dtz, bstart, bx, by, bz, bstate, states, ids)
+    occupied = 0
     for n in range(26):
-        occupied[n] = states[n] == _IN
-    return _simple_pattern(occupied, nbr6, deg6, nbr26, deg26, in18, face)
+        if states[n] == _IN:
+            occupied |= 1 << (n if n < 13 else n + 1)  # the block's bits skip the centre's
+    return _simple_bits(occupied)
 
 
 @numba.njit(cache=True)
@@ -304,13 +215,14 @@ def _keep_thin_parts(NY, dstart, dtz, bstart, bx, by, bz, bstate, offs, adjacent
     """Put the band voxels that form a 6-component of their own (nothing of it in the opening) of
     at least ``min_voxels`` back as they are (``_IN``): a sheet or a wire, not an island. ``adjacent``
     (26,) bool: the neighbours that connect."""
+    cells = np.empty(bx.shape[0], np.int64)  # one component at a time, breadth first
     for r in range(bx.shape[0]):
         if bstate[r] != _OUT:
             continue
         bstate[r] = _SEEN
-        head, attached = 0, False
-        cells = [r]
-        while head < len(cells):
+        head, tail, attached = 0, 1, False
+        cells[0] = r
+        while head < tail:
             c = cells[head]
             head += 1
             for n in range(26):
@@ -322,14 +234,15 @@ def _keep_thin_parts(NY, dstart, dtz, bstart, bx, by, bz, bstate, offs, adjacent
                     attached = True
                 elif s == _OUT:
                     bstate[b] = _SEEN
-                    cells.append(b)
-        back = _IN if (not attached and len(cells) >= min_voxels) else _OUT
-        for c in cells:
-            bstate[c] = back
+                    cells[tail] = b
+                    tail += 1
+        back = _IN if (not attached and tail >= min_voxels) else _OUT
+        for i in range(tail):
+            bstate[cells[i]] = back
 
 
 @numba.njit(cache=True)
-def _put_back(NY, dstart, dtz, bstart, bx, by, bz, bstate, nbr6, deg6, nbr26, deg26, in18, face):
+def _put_back(NY, dstart, dtz, bstart, bx, by, bz, bstate):
     """Set each ``_OUT`` band voxel that is simple to ``_IN``, until none is left; a voxel refused is
     tried again when a neighbour goes in. Returns how many went in."""
     stack = []
@@ -337,14 +250,12 @@ def _put_back(NY, dstart, dtz, bstart, bx, by, bz, bstate, nbr6, deg6, nbr26, de
         if bstate[r] == _OUT:
             bstate[r] = _QUEUED
             stack.append(r)
-    occupied = np.empty(26, np.bool_)
     states = np.empty(26, np.uint8)
     ids = np.empty(26, np.int64)
     added = 0
     while len(stack):
         c = stack.pop()
-        if not _band_simple(c, NY, dstart, dtz, bstart, bx, by, bz, bstate, nbr6, deg6, nbr26, deg26, in18, face,
-                            occupied, states, ids):
+        if not _band_simple(c, NY, dstart, dtz, bstart, bx, by, bz, bstate, states, ids):
             bstate[c] = _OUT
             continue
         bstate[c] = _IN
@@ -411,16 +322,8 @@ def is_simple(occupancy: np.ndarray, index) -> bool:
     i, j, k = (int(v) + 1 for v in index)
     if padded[i, j, k]:
         raise ValueError(f"index must name an empty voxel, got {tuple(index)}, which is occupied")
-    occupied = np.array([padded[i + a, j + b, k + c] for a, b, c in _OFFS])
-    return bool(_simple_pattern(occupied, _NBR6, _DEG6, _NBR26, _DEG26, _IN18, _FACE))
-
-
-def opening_runs(runs: Runs) -> Runs:
-    """The opening of an occupancy by the cross of seven voxels, on its run-length rows: an erosion
-    and a dilation of every row from its four neighbours'."""
-    nx, ny, _ = runs.shape
-    e_start, e_tz = _apply(runs.start, runs.toggles, nx + 2, ny + 2, grow=False)
-    return Runs(runs.shape, *_apply(e_start, e_tz, nx + 2, ny + 2, grow=True))
+    occupied = sum(1 << ((a + 1) * 9 + (b + 1) * 3 + c + 1) for a, b, c in _OFFS if padded[i + a, j + b, k + c])
+    return bool(_simple_bits(occupied))
 
 
 def repair_runs(runs: Runs) -> Runs:
@@ -446,7 +349,7 @@ def repair_runs(runs: Runs) -> Runs:
     _removed_fill(runs.start, runs.toggles, dstart, dtz, NX, NY, bstart, bx, by, bz)
     bstate = np.full(size, _OUT, np.uint8)
     _keep_thin_parts(NY, dstart, dtz, bstart, bx, by, bz, bstate, _OFFS, _FACE, ISLAND_VOXELS)
-    _put_back(NY, dstart, dtz, bstart, bx, by, bz, bstate, _NBR6, _DEG6, _NBR26, _DEG26, _IN18, _FACE)
+    _put_back(NY, dstart, dtz, bstart, bx, by, bz, bstate)
     none = np.empty(0, np.int32)
     _union(dstart, dtz, bstart, bz, bstate, NX * NY, counts, none, counts)
     ostart = csr(counts)

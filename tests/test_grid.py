@@ -71,3 +71,25 @@ def test_open3d_voxel_grid_has_the_same_voxels():
     assert vg.voxel_size == pytest.approx(grid.voxel_size)
     surface = grid.to_open3d(surface_only=True, color=(1.0, 0.5, 0.0))
     assert len(surface.get_voxels()) == grid.count() - 3 * 4 * 6  # minus the interior
+
+
+def test_a_carved_grid_holds_run_length_rows_and_meshes_without_a_dense_array():
+    """The octree returns the occupancy's run-length rows: counting, meshing and snapping read them,
+    and the dense array is made only when asked for (then it is the grid's occupancy, writable)."""
+    import carve
+    import data
+    from carve.runlength import occupancy_runs
+
+    views = data.synthetic("torus", views=12, size=(96, 72))
+    grid = carve.carve(views.silhouettes, views.cameras, resolution=40, bounds="auto")
+    assert not grid.holds_dense and grid.count() > 1000
+    mesh = grid.to_mesh(masks=views.silhouettes, cameras=views.cameras)
+    assert not grid.holds_dense and mesh.is_watertight and "occupied=" in repr(grid)
+    dense = carve.carve(views.silhouettes, views.cameras, resolution=40, bounds=(grid.lo, grid.hi), method="dense")
+    assert dense.holds_dense and np.array_equal(grid.occupancy, dense.occupancy) and grid.holds_dense
+    runs = occupancy_runs(dense.occupancy)
+    assert np.array_equal(grid.runs.toggles, runs.toggles) and np.array_equal(grid.runs.start, runs.start)
+    grid.occupancy[0, 0, 0] = True  # written to: the grid is its dense array from now on
+    assert grid.count() == dense.count() + 1
+    with pytest.raises(ValueError, match="occupancy runs must hold"):
+        VoxelGrid(runs._replace(start=runs.start[:-1]), grid.lo, grid.voxel_size)

@@ -294,27 +294,28 @@ def test_deep_interior_test_changes_no_snapped_vertex(monkeypatch, resolution):
     grid = carve.carve(masks, views.cameras, resolution=resolution, bounds="auto")
     lattice, axis = lattice_surface(grid)
     with_test = surface.snap_to_hull(lattice, grid, masks, views.cameras, occupied_axis=axis)
-    monkeypatch.setattr(surface, "_deep_interior", lambda padded, radius: np.zeros_like(padded))
+    monkeypatch.setattr(surface, "deep_interior", lambda padded, radius: np.zeros_like(padded))
     without = surface.snap_to_hull(lattice, grid, masks, views.cameras, occupied_axis=axis)
     assert len(lattice.vertices) > 100
     assert np.array_equal(with_test.vertices, without.vertices)
 
 
 def test_an_edge_held_by_the_deep_interior_reads_object_pixels_only():
-    """Whenever _holds_edge says a view holds a segment, the bilinear mask is 1 all along its image."""
-    from carve.surface import _deep_interior, _holds_edge, _sample
+    """Whenever holds_edge says a view holds a segment, the bilinear mask is 1 all along its image."""
+    from carve.nearby_views import deep_interior, holds_edge
+    from carve.surface import _sample
 
     rng = np.random.default_rng(3)
     mask = np.ones((1, 40, 50), np.uint8)
     mask[0, rng.integers(0, 40, 30), rng.integers(0, 50, 30)] = 0
     P = np.array([[[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1.0]]])  # (x, y) is the padded pixel less 1
     for radius in (1, 2, 3):
-        deep = _deep_interior(mask, radius)
+        deep = deep_interior(mask, radius)
         held = 0
         for _ in range(2000):
             a = rng.uniform([-1, -1, 0], [49, 39, 0])
             b = a + rng.uniform(-radius, radius, 3)
-            if _holds_edge(a, b, P, deep, radius, 0):
+            if holds_edge(a, b, P, deep, radius, 0):
                 held += 1
                 for s in np.linspace(0, 1, 17):
                     x, y, _ = a + s * (b - a)

@@ -8,7 +8,8 @@ import data
 from carve.mesh import lattice_surface
 from carve.runlength import occupancy_runs
 from carve.surface import snap_to_hull
-from carve.topology import is_simple, opening_runs, repair, repair_runs
+from carve.opening import opening_runs
+from carve.topology import is_simple, repair, repair_runs
 
 CROSS = ndimage.generate_binary_structure(3, 1)
 

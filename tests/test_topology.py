@@ -115,3 +115,48 @@ def test_the_mesh_has_the_objects_genus(few_views, resolution):
         assert non_manifold_edges(mesh) == 0 and mesh.volume > 0
     if resolution == 256:
         assert grid.to_mesh(repair=False).euler_number != want  # the case is hard: the repair is what fixes it
+
+
+def graph_simple(occupied):
+    """The simple-point test by graph search (the definition): occupied (26,) bool in _OFFS order."""
+    from carve.topology import _OFFS
+
+    def components(member, adjacent, seeds):
+        left, count = {n for n in range(26) if member[n]}, 0
+        while left & seeds:
+            stack = [min(left & seeds)]
+            left -= set(stack)
+            while stack:
+                a = stack.pop()
+                near = {b for b in left if adjacent(_OFFS[a], _OFFS[b])}
+                left -= near
+                stack += near
+            count += 1
+        return count
+
+    def six(p, q):
+        return np.abs(p - q).sum() == 1
+
+    def any26(p, q):
+        return np.abs(p - q).max() == 1
+
+    faces = {n for n in range(26) if np.abs(_OFFS[n]).sum() == 1}
+    fg = [occupied[n] and np.abs(_OFFS[n]).sum() <= 2 for n in range(26)]
+    bg = [not occupied[n] for n in range(26)]
+    return components(fg, six, faces) == 1 and components(bg, any26, set(range(26))) == 1
+
+
+def test_the_bitwise_simple_point_test_is_the_graph_search():
+    from carve.topology import _OFFS, _simple_bits
+
+    rng = np.random.default_rng(11)
+    patterns = [rng.random(26) < p for p in np.linspace(0.05, 0.95, 19) for _ in range(150)]
+    patterns += [np.array([n == m for n in range(26)]) for m in range(26)]  # one neighbour
+    patterns += [np.array([n != m for n in range(26)]) for m in range(26)]  # all but one
+    simple = 0
+    for occupied in patterns:
+        bits = sum(1 << ((a + 1) * 9 + (b + 1) * 3 + c + 1) for (a, b, c), o in zip(_OFFS, occupied) if o)
+        expected = graph_simple(occupied)
+        assert _simple_bits(bits) == expected, occupied.astype(int).tolist()
+        simple += expected
+    assert 200 < simple < len(patterns) - 200  # both answers are exercised

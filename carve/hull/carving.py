@@ -281,16 +281,17 @@ def _carve_grid(P, lo, hi, opts, tables, carve_out, tol, image, depth) -> VoxelG
     check_memory(shape, len(P), image, opts, depth)
     xs, ys, zs = (lo[a] + (np.arange(shape[a]) + 0.5) * size for a in range(3))
     bnd = error_bounds(P, lo, lo + np.array(shape) * size, size)
-    occ = _run_kernels(P, (xs, ys, zs), bnd, tables, carve_out, tol, opts)
-    if not occ.any():
+    grid = VoxelGrid(_run_kernels(P, (xs, ys, zs), bnd, tables, carve_out, tol, opts), lo, size)
+    if not grid.count():
         warnings.warn("carving left no occupied voxel (the views disagree everywhere in the box; check the "
                       "silhouettes, the cameras, the bounds and the outside/tolerance settings)",
                       EmptyHullWarning, stacklevel=3)
-    return VoxelGrid(occ, lo, size)
+    return grid
 
 
-def _run_kernels(P, centres, bnd, tables, carve_out, tol, opts) -> np.ndarray:
-    """(nx, ny, nz) bool numpy occupancy from the chosen backend and method.
+def _run_kernels(P, centres, bnd, tables, carve_out, tol, opts):
+    """The occupancy from the chosen backend and method: (nx, ny, nz) bool numpy, or its run-length
+    rows (:class:`carve.runlength.Runs`) from the Numba octree.
 
     P: (B, 3, 4) float64; centres: the (nx,), (ny,), (nz,) centre coordinates; bnd: (B, 3)
     :func:`carve.hull.rule.error_bounds` of the grid's box; carve_out: (B,) bool.

@@ -22,6 +22,7 @@ from numba import njit, prange
 import geometry.parallel  # noqa: F401  (threading layer, before any parallel launch)
 from carve.hull.rule import ACCEPT, EPS_DEPTH, MIXED, OCTREE_LEAF, REJECT, REL_ERROR, depth_pyramids, \
     error_bounds, top_block_size
+from carve.runlength import from_blocks
 
 
 # ------------------------------------------------------------------------------------------ tables
@@ -198,15 +199,17 @@ def dense_kernel(P, xs, ys, zs, H, W, carve_out, tol, sil, E, depth_mode, occ): 
 # ------------------------------------------------------------------------------------------ octree
 @njit(parallel=True, cache=True, fastmath=False)
 def octree_level(bi, bj, bk, rej, masks, size, leaf, xs, ys, zs, P, H, W, carve_out, tol, sil, E,
-                 depth_mode, sat, pmin, pmax, poff, pshape, bnd, scratch, column, occ,
+                 depth_mode, sat, pmin, pmax, poff, pshape, bnd, scratch, column, full, bits,
                  new_rej, new_masks, n_child):  # pragma: no cover - compiled
     """Decide the blocks of one level.
 
     Blocks: base voxel (bi, bj, bk) (n,) int32, side ``size`` voxels (clipped at the grid's end),
     ``rej`` (n,) views already known to reject the whole block, ``masks`` (n, ceil(B / 64)) uint64 the
-    views still undecided for it. Empty blocks are dropped, full ones filled into ``occ``; at the leaf
-    level the undecided blocks are evaluated centre by centre; above it they get ``n_child`` children
-    (the octants that lie inside the grid), with ``new_rej`` / ``new_masks`` to pass down.
+    views still undecided for it. Empty blocks are dropped, full ones flagged in ``full`` (n,) uint8;
+    at the leaf level (``leaf`` <= 4) the undecided blocks are evaluated centre by centre into
+    ``bits`` (n,) uint64, voxel (i0 + a, j0 + b, k0 + c) at bit (4 a + b) 4 + c; above it they get
+    ``n_child`` children (the octants that lie inside the grid), with ``new_rej`` / ``new_masks`` to
+    pass down.
     ``scratch``: (threads, B) int32, each thread's list of undecided views; ``column``: (threads, B,
     3) float64, each thread's per-view partial projections of one column of a leaf block.
     """
@@ -245,15 +248,15 @@ def octree_level(bi, bj, bk, rej, masks, size, leaf, xs, ys, zs, P, H, W, carve_
                 bit += 1
         new_rej[t] = n_rej
         n_child[t] = 0
+        full[t] = 0
+        bits[t] = np.uint64(0)
         if n_rej > tol:
             continue  # empty
         if n_rej + n_mixed <= tol:  # full: no centre can be rejected more than tol times
-            for i in range(i0, i1 + 1):
-                for j in range(j0, j1 + 1):
-                    for k in range(k0, k1 + 1):
-                        occ[i, j, k] = True
+            full[t] = 1
             continue
         if size <= leaf:
+            word = np.uint64(0)
             for i in range(i0, i1 + 1):
                 x = xs[i]
                 for j in range(j0, j1 + 1):
@@ -274,7 +277,9 @@ def octree_level(bi, bj, bk, rej, masks, size, leaf, xs, ys, zs, P, H, W, carve_
                                 cnt += 1
                                 if cnt > tol:
                                     break
-                        occ[i, j, k] = cnt <= tol
+                        if cnt <= tol:
+                            word |= one << np.uint64(((i - i0) * 4 + j - j0) * 4 + k - k0)
+            bits[t] = word
             continue
         ci = 2 if i0 + half < nx else 1
         cj = 2 if j0 + half < ny else 1
@@ -415,14 +420,18 @@ def carve_dense(P, xs, ys, zs, tables, carve_out, tol):
 
 
 def carve_octree(P, xs, ys, zs, tables, carve_out, tol, bnd, leaf=OCTREE_LEAF):
-    """Coarse-to-fine carving, the same occupancy as :func:`carve_dense` voxel for voxel.
+    """Coarse-to-fine carving, the same occupancy as :func:`carve_dense` voxel for voxel, as its
+    run-length rows (:class:`carve.runlength.Runs`): no array of the lattice's size is made.
 
-    bnd: (B, 3) :func:`error_bounds` of the grid's box. leaf: side of the blocks evaluated per centre.
+    bnd: (B, 3) :func:`error_bounds` of the grid's box. leaf: side of the blocks evaluated per centre
+    (at most 4: a leaf's voxels are the bits of one word).
     """
+    if not 1 <= leaf <= 4:
+        raise ValueError(f"leaf must be 1 to 4 voxels (a leaf block is one 64-bit word), got {leaf}")
     nx, ny, nz = len(xs), len(ys), len(zs)
     B = P.shape[0]
     nw = (B + 63) // 64
-    occ = np.zeros((nx, ny, nz), np.bool_)
+    decided = []  # per level: (bi, bj, bk, full, bits, size)
     size = top_block_size((nx, ny, nz), leaf)
     gi, gj, gk = np.meshgrid(np.arange(0, nx, size, dtype=np.int32), np.arange(0, ny, size, dtype=np.int32),
                              np.arange(0, nz, size, dtype=np.int32), indexing="ij")
@@ -439,9 +448,13 @@ def carve_octree(P, xs, ys, zs, tables, carve_out, tol, bnd, leaf=OCTREE_LEAF):
         new_rej = np.empty(n, np.int32)
         new_masks = np.empty((n, nw), np.uint64)
         n_child = np.empty(n, np.int64)
+        full = np.empty(n, np.uint8)
+        bits = np.empty(n, np.uint64)
         octree_level(bi, bj, bk, rej, masks, size, leaf, xs, ys, zs, P, tables.H, tables.W, carve_out, tol,
                      tables.sil, tables.E, tables.depth_mode, tables.sat, tables.pmin, tables.pmax,
-                     tables.poff, tables.pshape, bnd, scratch, column, occ, new_rej, new_masks, n_child)
+                     tables.poff, tables.pshape, bnd, scratch, column, full, bits, new_rej, new_masks, n_child)
+        keep = (full != 0) | (bits != 0)
+        decided.append((bi[keep], bj[keep], bk[keep], full[keep], bits[keep], size))
         if size <= leaf:
             break
         ends = np.cumsum(n_child)
@@ -455,7 +468,7 @@ def carve_octree(P, xs, ys, zs, tables, carve_out, tol, bnd, leaf=OCTREE_LEAF):
         octree_split(bi, bj, bk, n_child, ends - n_child, half, nx, ny, nz, new_rej, new_masks,
                      out_i, out_j, out_k, out_rej, out_masks)
         bi, bj, bk, rej, masks, size = out_i, out_j, out_k, out_rej, out_masks, half
-    return occ
+    return from_blocks((nx, ny, nz), decided)
 
 
 def carve_cells(P, ex, ey, ez, tables, carve_out, tol, bnd, block=CELL_BLOCK):
