@@ -37,7 +37,6 @@ ISLAND_VOXELS = 27
 #: the 26 neighbour offsets in the order the neighbourhoods are read: x-major, then y, then z
 _OFFS = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1) if (a, b, c) != (0, 0, 0)],
                  np.int64)
-_FACE = np.abs(_OFFS).sum(1) == 1  # the 6 face neighbours
 
 # The 3 x 3 x 3 block as the bits of one integer, bit (a + 1) 9 + (b + 1) 3 + (c + 1) for offset
 # (a, b, c): a component is grown by shifts and masks, a few dozen operations instead of a graph search
@@ -102,7 +101,6 @@ def _simple_bits(occupied):
 
 # voxel states while repairing
 _EMPTY, _IN, _OUT, _QUEUED = 0, 1, 2, 3  # _OUT: removed by the opening, a candidate to put back
-_SEEN = 4  # _OUT, visited by the island search
 
 
 @numba.njit(cache=True, parallel=True)
@@ -210,35 +208,64 @@ def _band_simple(b, NY, dstart, dtz, bstart, bx, by, bz, bstate, states, ids):
     return _simple_bits(occupied)
 
 
+@numba.njit(cache=True, inline="always")
+def _find(parent, a):
+    """The root of a in the union-find forest ``parent``, halving the path on the way."""
+    while parent[a] != a:
+        parent[a] = parent[parent[a]]
+        a = parent[a]
+    return a
+
+
+@numba.njit(cache=True, inline="always")
+def _band_at(bz, q, end, Z):
+    """Advance the pointer q of a band row (ending at end) to the first voxel at or past Z."""
+    while q < end and bz[q] < Z:
+        q += 1
+    return q
+
+
 @numba.njit(cache=True)
-def _keep_thin_parts(NY, dstart, dtz, bstart, bx, by, bz, bstate, offs, adjacent, min_voxels):
-    """Put the band voxels that form a 6-component of their own (nothing of it in the opening) of
-    at least ``min_voxels`` back as they are (``_IN``): a sheet or a wire, not an island. ``adjacent``
-    (26,) bool: the neighbours that connect."""
-    cells = np.empty(bx.shape[0], np.int64)  # one component at a time, breadth first
-    for r in range(bx.shape[0]):
-        if bstate[r] != _OUT:
+def _keep_thin_parts(NY, dstart, dtz, bstart, bx, by, bz, bstate, min_voxels):
+    """Put the band voxels that form a 6-component of their own (no face neighbour in the opening) of
+    at least ``min_voxels`` back as they are (``_IN``): a sheet or a wire, not an island.
+
+    One pass in band order (rows, then z) joins each voxel to its band neighbours below it in z, y
+    and x (union-find: the rows r - 1 and r - NY are walked alongside row r) and notes whether it
+    touches the opening; the components are then the trees."""
+    n = bx.shape[0]
+    parent = np.arange(n)
+    touches = np.zeros(n, np.bool_)
+    for r in range(bstart.shape[0] - 1):
+        b0, b1 = bstart[r], bstart[r + 1]
+        if b0 == b1:
             continue
-        bstate[r] = _SEEN
-        head, tail, attached = 0, 1, False
-        cells[0] = r
-        while head < tail:
-            c = cells[head]
-            head += 1
-            for n in range(26):
-                if not adjacent[n]:
-                    continue
-                s, b = _state(bx[c] + offs[n, 0], by[c] + offs[n, 1], bz[c] + offs[n, 2], NY, dstart, dtz, bstart,
-                              bz, bstate)
-                if s == _IN:
-                    attached = True
-                elif s == _OUT:
-                    bstate[b] = _SEEN
-                    cells[tail] = b
-                    tail += 1
-        back = _IN if (not attached and tail >= min_voxels) else _OUT
-        for i in range(tail):
-            bstate[cells[i]] = back
+        qy, qx = bstart[r - 1], bstart[r - NY]  # the band rows at y - 1 and x - 1
+        for b in range(b0, b1):
+            Z = bz[b]
+            if b > b0 and bz[b - 1] == Z - 1:
+                parent[_find(parent, b)] = _find(parent, b - 1)
+            qy = _band_at(bz, qy, bstart[r], Z)
+            if qy < bstart[r] and bz[qy] == Z:
+                parent[_find(parent, b)] = _find(parent, qy)
+            qx = _band_at(bz, qx, bstart[r - NY + 1], Z)
+            if qx < bstart[r - NY + 1] and bz[qx] == Z:
+                parent[_find(parent, b)] = _find(parent, qx)
+            d0, d1 = dstart[r], dstart[r + 1]
+            touches[b] = (covers(dtz, d0, d1, Z - 1) or covers(dtz, d0, d1, Z + 1)
+                          or covers(dtz, dstart[r - 1], dstart[r], Z) or covers(dtz, dstart[r + 1], dstart[r + 2], Z)
+                          or covers(dtz, dstart[r - NY], dstart[r - NY + 1], Z)
+                          or covers(dtz, dstart[r + NY], dstart[r + NY + 1], Z))
+    size = np.zeros(n, np.int64)
+    attached = np.zeros(n, np.bool_)
+    for b in range(n):
+        root = _find(parent, b)
+        size[root] += 1
+        attached[root] |= touches[b]
+    for b in range(n):
+        root = _find(parent, b)
+        if not attached[root] and size[root] >= min_voxels:
+            bstate[b] = _IN
 
 
 @numba.njit(cache=True)
@@ -348,7 +375,7 @@ def repair_runs(runs: Runs) -> Runs:
     bx, by, bz = (np.empty(size, np.int32) for _ in range(3))
     _removed_fill(runs.start, runs.toggles, dstart, dtz, NX, NY, bstart, bx, by, bz)
     bstate = np.full(size, _OUT, np.uint8)
-    _keep_thin_parts(NY, dstart, dtz, bstart, bx, by, bz, bstate, _OFFS, _FACE, ISLAND_VOXELS)
+    _keep_thin_parts(NY, dstart, dtz, bstart, bx, by, bz, bstate, ISLAND_VOXELS)
     _put_back(NY, dstart, dtz, bstart, bx, by, bz, bstate)
     none = np.empty(0, np.int32)
     _union(dstart, dtz, bstart, bz, bstate, NX * NY, counts, none, counts)
