@@ -130,7 +130,7 @@ def _full_tiles(masks, tile, sat):
                 sat[b, ti + 1, tj + 1] = sat[b, ti, tj + 1] + row
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _blocks_of(inner, lo, s, side, shape):
     """The blocks of ``side`` voxels that hold the occupied ends ``inner`` (V, 3): (blocks (N, 3) int64
     in index order, (V,) block of each vertex, (V,) the vertices grouped by block, in order within
@@ -138,12 +138,12 @@ def _blocks_of(inner, lo, s, side, shape):
     n = inner.shape[0]
     key = np.empty(n, np.int64)
     slot = np.full(shape[0] * shape[1] * shape[2] + 1, -1, np.int64)
-    for k in range(n):
+    for k in numba.prange(n):
         key[k] = 0
         for a in range(3):  # centres sit at (index + 1/2) s
             c = min(max(int(np.floor((inner[k, a] - lo[a]) / s)) // side, 0), shape[a] - 1)
             key[k] = key[k] * shape[a] + c
-        slot[key[k]] = 0
+        slot[key[k]] = 0  # (threads that meet here write the same value)
     count = 0
     for t in range(slot.shape[0] - 1):
         if slot[t] == 0:
@@ -152,13 +152,15 @@ def _blocks_of(inner, lo, s, side, shape):
     blocks = np.empty((count, 3), np.int64)
     start = np.zeros(count + 1, np.int64)
     block_of = np.empty(n, np.int64)
+    for k in numba.prange(n):
+        block_of[k] = slot[key[k]]
+    for t in range(slot.shape[0] - 1):
+        if slot[t] >= 0:
+            blocks[slot[t], 0] = t // (shape[1] * shape[2])
+            blocks[slot[t], 1] = t // shape[2] % shape[1]
+            blocks[slot[t], 2] = t % shape[2]
     for k in range(n):
-        t = slot[key[k]]
-        block_of[k] = t
-        start[t + 1] += 1
-        blocks[t, 0] = key[k] // (shape[1] * shape[2])
-        blocks[t, 1] = key[k] // shape[2] % shape[1]
-        blocks[t, 2] = key[k] % shape[2]
+        start[block_of[k] + 1] += 1
     for t in range(count):
         start[t + 1] += start[t]
     order = np.empty(n, np.int64)
