@@ -133,8 +133,10 @@ def memory_probe():
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     after = peak_rss()
-    print(f"N=1024 memory: {peak / 2**30:.2f} GiB allocated at the peak of the call (tracemalloc; occupancy "
-          f"{grid.occupancy.nbytes / 2**30:.2f} GiB of it), process max RSS {after / 2**30:.2f} GiB "
+    runs = grid.runs  # the grid as carved: run-length rows, no dense array (that would be nx * ny * nz bytes)
+    print(f"N=1024 memory: {peak / 2**30:.2f} GiB allocated at the peak of the call (tracemalloc; the occupancy's "
+          f"run-length rows {(runs.start.nbytes + runs.toggles.nbytes) / 2**30:.3f} GiB of it, a dense array "
+          f"{'made' if grid.holds_dense else 'not made'}), process max RSS {after / 2**30:.2f} GiB "
           f"({before / 2**30:.2f} GiB before the call: interpreter, libraries, the 36 masks); "
           f"{elapsed:.2f} s under tracemalloc")
 

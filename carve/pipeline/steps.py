@@ -150,7 +150,6 @@ def mesh_of(grid, views, masks, outside, report=None):
     import numpy as np
 
     from carve.mesh import vertex_colors
-    from carve.surface import snap_to_hull
 
     kept = [i for i in range(len(masks)) if report is None or i not in report.excluded]
     sil = np.stack([np.asarray(masks[i]) > 0 for i in kept])
@@ -159,7 +158,7 @@ def mesh_of(grid, views, masks, outside, report=None):
 
         sil = dilate_masks(sil, report.slack)
     policy = [outside[i] for i in kept] if isinstance(outside, (list, tuple)) else outside
-    mesh = snap_to_hull(grid.to_mesh(), grid, sil, views.cameras[np.asarray(kept)], outside=policy)
+    mesh = grid.to_mesh(masks=sil, cameras=views.cameras[np.asarray(kept)], outside=policy)
     if views.images is not None and len(mesh.vertices):
         mesh.visual.vertex_colors = vertex_colors(mesh, views.images, views.cameras, grid.voxel_size)
     return mesh
