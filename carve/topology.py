@@ -137,29 +137,11 @@ def _removed_fill(start, tz, dstart, dtz, NX, NY, bstart, bx, by, bz):
 
 
 # ------------------------------------------------------------------ the band's states, looked up
-@numba.njit(cache=True, inline="always")
-def _state(X, Y, Z, NY, dstart, dtz, bstart, bz, bstate):
-    """(state, band id or -1) of padded voxel (X, Y, Z): a band voxel's own state, else ``_IN`` in
-    the opening, else ``_EMPTY``."""
-    r = X * NY + Y
-    lo, hi = bstart[r], bstart[r + 1]
-    while lo < hi:
-        m = (lo + hi) // 2
-        if bz[m] < Z:
-            lo = m + 1
-        else:
-            hi = m
-    if lo < bstart[r + 1] and bz[lo] == Z:
-        return bstate[lo], lo
-    if covers(dtz, dstart[r], dstart[r + 1], Z):
-        return _IN, -1
-    return _EMPTY, -1
-
-
 @numba.njit(cache=True)
 def _neighbourhood(b, NY, dstart, dtz, bstart, bx, by, bz, bstate, states, ids):
-    """The states and band ids (or -1) of band voxel b's 26 neighbours, in :data:`_OFFS` order, as
-    :func:`_state` gives them, but with one search per row of three instead of two per voxel."""
+    """The states and band ids (or -1) of band voxel b's 26 neighbours, in :data:`_OFFS` order: a band
+    voxel's own state, else ``_IN`` in the opening, else ``_EMPTY``; one search of the band and one of
+    the opening per row of three."""
     n = 0
     for dx in range(-1, 2):
         for dy in range(-1, 2):
