@@ -244,25 +244,32 @@ def _blocks_by_x(nx, nz, bi, bk, size):
 
 
 @numba.njit(cache=True, inline="always")
-def _extend(y, s, e, cs, ce, n, toggles, at):
-    """Add the interval [s, e) to row y's open run (cs, ce) when it continues it, else close that run
-    (toggles written from ``at`` when toggles is not empty) and open this one."""
-    if cs[y] >= 0 and s == ce[y]:
-        ce[y] = e
-        return
+def _close(y, cs, ce, n, toggles, at):
+    """Close row y's open run (cs, ce), if any: its two toggles written from ``at`` when toggles is not
+    empty, and counted in n[y]."""
     if cs[y] >= 0:
         if toggles.shape[0]:
             toggles[at + n[y]], toggles[at + n[y] + 1] = cs[y] + 1, ce[y] + 1
         n[y] += 2
+
+
+@numba.njit(cache=True, inline="always")
+def _extend(y, s, e, cs, ce, n, toggles, at):
+    """Add the interval [s, e) to row y's open run (cs, ce) when it continues it, else close that run
+    and open this one."""
+    if cs[y] >= 0 and s == ce[y]:
+        ce[y] = e
+        return
+    _close(y, cs, ce, n, toggles, at)
     cs[y], ce[y] = s, e
 
 
 @numba.njit(cache=True, parallel=True)
 def _slab_rows(nx, ny, nz, bi, bj, bk, full, bits, size, xstart, xids, tstart, toggles, counts):
     """Toggles of every row from the blocks, slab by slab of x: the blocks that cover x, in order of
-    their z (``xids[xstart[x]:xstart[x + 1]]``), give each row its intervals in order (blocks do not overlap), so runs that
-    meet merge as they come. Counted into ``counts``, or written at ``tstart`` when toggles is not
-    empty."""
+    their z (``xids[xstart[x]:xstart[x + 1]]``), give each row its intervals in order (blocks do not
+    overlap), so runs that meet merge as they come. Counted into ``counts`` when toggles is empty
+    (``tstart`` is then read but not used), else written at ``tstart``."""
     NY = ny + 2
     for x in numba.prange(nx):
         cs = np.full(ny, -1, np.int64)
@@ -275,28 +282,25 @@ def _slab_rows(nx, ny, nz, bi, bj, bk, full, bits, size, xstart, xids, tstart, t
             if full[t]:
                 k1 = min(bk[t] + size[t], nz)
                 for y in range(bj[t], j1):
-                    _extend(y, bk[t], k1, cs, ce, n, toggles, tstart[base + y] if toggles.shape[0] else 0)
+                    _extend(y, bk[t], k1, cs, ce, n, toggles, tstart[base + y])
                 continue
             a = x - bi[t]
-            for y in range(bj[t], j1):
+            for y in range(bj[t], j1):  # the runs of the leaf word's column (a, y - bj)
                 column = (bits[t] >> np.uint64((a * 4 + y - bj[t]) * 4)) & np.uint64(15)
                 c = 0
                 while column:
-                    if column & np.uint64(1):
-                        e = c
-                        while column & np.uint64(1):
-                            column >>= np.uint64(1)
-                            e += 1
-                        _extend(y, bk[t] + c, bk[t] + e, cs, ce, n, toggles, tstart[base + y] if toggles.shape[0] else 0)
-                        c = e
+                    e = c
+                    while column & np.uint64(1):
+                        column >>= np.uint64(1)
+                        e += 1
+                    if e > c:
+                        _extend(y, bk[t] + c, bk[t] + e, cs, ce, n, toggles, tstart[base + y])
                     else:
                         column >>= np.uint64(1)
-                        c += 1
+                        e += 1
+                    c = e
         for y in range(ny):
-            if cs[y] >= 0:
-                if toggles.shape[0]:
-                    toggles[tstart[base + y] + n[y]], toggles[tstart[base + y] + n[y] + 1] = cs[y] + 1, ce[y] + 1
-                n[y] += 2
+            _close(y, cs, ce, n, toggles, tstart[base + y])
             if not toggles.shape[0]:
                 counts[base + y] = n[y]
 
@@ -329,7 +333,7 @@ def from_blocks(shape, levels) -> Runs:
     xstart, xids = _blocks_by_x(nx, nz, bi, bk, size)
     counts = np.zeros((nx + 2) * (ny + 2), np.int64)
     none = np.zeros(0, np.int32)
-    _slab_rows(nx, ny, nz, bi, bj, bk, full, bits, size, xstart, xids, counts, none, counts)
+    _slab_rows(nx, ny, nz, bi, bj, bk, full, bits, size, xstart, xids, counts, none, counts)  # counts first
     tstart = csr(counts)
     toggles = np.empty(tstart[-1], np.int32)
     _slab_rows(nx, ny, nz, bi, bj, bk, full, bits, size, xstart, xids, tstart, toggles, counts)
