@@ -26,10 +26,15 @@ from pathlib import Path
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["texture_mesh", "write_textured", "TEXTURE_SIZE", "GUTTER", "TEXTURE_SUFFIXES"]
+__all__ = ["texture_mesh", "write_textured", "texture_png", "TEXTURE_SIZE", "GUTTER", "TEXTURE_SUFFIXES"]
 
 TEXTURE_SIZE = 2048  # texels on a side: on the lego at 128 (100 views of 800 x 800) about one texel per pixel seen
 GUTTER = 2           # texels between charts: bilinear filtering reads one texel beyond a chart's edge
+#: face-view weights held at once (128 MB): the views are baked in chunks of this many over the faces
+WEIGHTS_HELD = 1 << 24
+#: zlib level of the texture's PNG: on the lego's 2048 x 2048 texture level 1 encodes in 0.35 s
+#: against 1.1 s at the default 6, for a file 16% larger
+PNG_LEVEL = 1
 TEXTURE_SUFFIXES = (".glb", ".obj")
 
 
@@ -82,41 +87,57 @@ def texture_mesh(mesh, images, cameras, voxel_size: float, size: int = TEXTURE_S
     rgb = checked_images(images, cameras)
     verts, uv, faces = _atlas(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces), int(size))
     face_of, bary = _rasterize(uv * size, faces, int(size))
-    texel = np.flatnonzero(face_of.ravel() >= 0)
-    tf = face_of.ravel()[texel]
-    tb = bary.reshape(-1, 3)[texel]
-    points = np.einsum("nk,nkd->nd", tb, verts[faces[tf]])
+    texel, face_start, points = _texels_by_face(uv * size, faces, verts, face_of, bary)
 
     tri = verts[faces]
     centres = tri.mean(1)
     normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
     scene = raycasting_scene(verts, faces)
+    P = cameras.K @ np.concatenate([cameras.R, cameras.T[:, :, None]], 2)
+    stacked, sizes = _stacked(rgb)
     total = np.zeros((len(texel), 3))
     weight = np.zeros(len(texel))
+    chunk = max(1, min(len(cameras), WEIGHTS_HELD // len(faces)))
+    w_face = np.zeros((len(faces), chunk))  # each face's weight in the views of a chunk (0: unseen)
     for b in progress_bar(range(len(cameras)), desc="texturing", enabled=progress, unit="view"):
-        seen = _faces_seen(scene, centres, normals, cameras.center[b], voxel_size)
-        w_face = _view_weights(centres, normals, cameras.center[b])
-        w_face[~seen] = 0.0
-        P = cameras.K[b] @ np.concatenate([cameras.R[b], cameras.T[b][:, None]], 1)
-        _accumulate(points, w_face[tf], P.astype(np.float64), rgb[b], total, weight)
-    colours = np.full((len(texel), 3), UNSEEN_GREY, np.float64)  # a texel no view sees
-    ok = weight > 0
-    colours[ok] = total[ok] / weight[ok, None]
+        column = b % chunk
+        w_face[:, column] = _view_weights(centres, normals, cameras.center[b])
+        w_face[~_faces_seen(scene, centres, normals, cameras.center[b], voxel_size), column] = 0.0
+        if column == chunk - 1 or b == len(cameras) - 1:
+            first = b - column
+            _accumulate(points, face_start, w_face[:, :column + 1], P[first:b + 1], stacked[first:b + 1],
+                        sizes[first:b + 1], total, weight)
     image = np.zeros((size * size, 3), np.uint8)
-    image[texel] = np.clip(np.round(colours), 0, 255).astype(np.uint8)
+    _texel_colours(total, weight, texel, float(UNSEEN_GREY), image)
     image = _fill_gutters(image.reshape(size, size, 3), face_of >= 0)
     visual = trimesh.visual.TextureVisuals(uv=uv, image=PIL.Image.fromarray(image))
     return trimesh.Trimesh(vertices=verts, faces=faces, visual=visual, process=False)
 
 
-def write_textured(mesh, path, image=None) -> list[Path]:
+def texture_png(mesh) -> bytes:
+    """The texture image of a mesh from :func:`texture_mesh`, encoded as PNG (zlib level
+    :data:`PNG_LEVEL`): pass it to :func:`write_textured` to encode once for several files."""
+    import io
+
+    image = _texture_image(mesh)
+    if image is None:
+        raise ValueError("mesh must carry a texture image (TextureVisuals with a PIL image, see texture_mesh), "
+                         f"got {type(getattr(mesh.visual, 'material', mesh.visual)).__name__}")
+    buffer = io.BytesIO()
+    image.save(buffer, format="png", compress_level=PNG_LEVEL)
+    return buffer.getvalue()
+
+
+def write_textured(mesh, path, image=None, png: bytes | None = None) -> list[Path]:
     """Write a textured mesh (from :func:`texture_mesh`) atomically: a ``.glb``, or an ``.obj`` with
     its ``.mtl`` and ``.png`` beside it.
 
     Args:
         mesh: ``trimesh.Trimesh`` with ``TextureVisuals``. path: ending in ``.glb`` or ``.obj``.
         image: for an ``.obj``, the texture's ``.png`` in the same folder (default: the same stem).
+        png: the texture already encoded (:func:`texture_png` of this mesh), written as it is
+            (default: encoded here).
 
     Returns:
         The paths written, the mesh file first.
@@ -142,6 +163,10 @@ def write_textured(mesh, path, image=None) -> list[Path]:
     if not hasattr(mesh.visual, "uv") or getattr(mesh.visual, "material", None) is None:
         raise ValueError("mesh must carry a texture (TextureVisuals with uv and an image, see texture_mesh), "
                          f"got {type(mesh.visual).__name__}")
+    if png is not None and not isinstance(png, bytes):
+        raise TypeError(f"png must be the texture's PNG bytes (texture_png), got {type(png).__name__}")
+    if _texture_image(mesh) is not None:  # a PIL image (texture_mesh's): encoded once, at PNG_LEVEL
+        mesh = _with_encoded_texture(mesh, texture_png(mesh) if png is None else png)
     if suffix == ".glb":
         with atomic_path(path) as tmp:
             tmp.write_bytes(mesh.export(file_type="glb"))
@@ -160,6 +185,39 @@ def write_textured(mesh, path, image=None) -> list[Path]:
             tmp.write_bytes(content)
         written.append(target)
     return written[::-1]
+
+
+class _EncodedPng:
+    """A texture image as trimesh's GLB and OBJ writers read it (its ``format``, ``size``, ``mode`` and
+    ``save``), holding its PNG bytes: they write those instead of encoding the image again."""
+
+    format = "PNG"
+
+    def __init__(self, png: bytes, image):
+        self.png, self.size, self.mode = png, image.size, image.mode
+
+    def save(self, fp, format=None, **params):
+        fp.write(self.png)
+
+
+def _texture_image(mesh):
+    """The PIL image of a mesh from :func:`texture_mesh` (its SimpleMaterial's), or None."""
+    import PIL.Image
+
+    image = getattr(getattr(mesh.visual, "material", None), "image", None)
+    return image if isinstance(image, PIL.Image.Image) else None
+
+
+def _with_encoded_texture(mesh, png: bytes):
+    """A shallow copy of ``mesh`` whose texture image writes ``png`` as it is."""
+    import copy
+
+    import trimesh
+
+    material = copy.copy(mesh.visual.material)
+    material.image = _EncodedPng(png, _texture_image(mesh))
+    visual = trimesh.visual.TextureVisuals(uv=mesh.visual.uv, material=material)
+    return trimesh.Trimesh(vertices=mesh.vertices, faces=mesh.faces, visual=visual, process=False)
 
 
 def _describe(value) -> str:
@@ -240,39 +298,107 @@ def _view_weights(centres, normals, eye) -> np.ndarray:
     return np.where(cos > 0, cos * cos / d2, 0.0)
 
 
+@njit(cache=True)
+def _texels_by_face(uv_px, faces, verts, face_of, bary):
+    """The chart texels grouped by face: ((N,) flat texel indices, (F + 1,) where each face's texels
+    start, (N, 3) their surface points), from :func:`_rasterize`'s ``face_of`` and ``bary``. A face's
+    texels lie in its uv box, so each face scans only that, and they come out in face order."""
+    size = face_of.shape[0]
+    n = 0
+    for r in range(size):
+        for c in range(size):
+            n += face_of[r, c] >= 0
+    texel = np.empty(n, np.int64)
+    points = np.empty((n, 3))
+    start = np.zeros(faces.shape[0] + 1, np.int64)
+    k = 0
+    for f in range(faces.shape[0]):
+        start[f] = k
+        us = (uv_px[faces[f, 0], 0], uv_px[faces[f, 1], 0], uv_px[faces[f, 2], 0])
+        vs = (size - uv_px[faces[f, 0], 1], size - uv_px[faces[f, 1], 1], size - uv_px[faces[f, 2], 1])
+        for r in range(max(int(np.floor(min(vs))), 0), min(int(np.ceil(max(vs))), size - 1) + 1):
+            for c in range(max(int(np.floor(min(us))), 0), min(int(np.ceil(max(us))), size - 1) + 1):
+                if face_of[r, c] != f:
+                    continue
+                texel[k] = r * size + c
+                for d in range(3):
+                    points[k, d] = (bary[r, c, 0] * verts[faces[f, 0], d] + bary[r, c, 1] * verts[faces[f, 1], d]
+                                    + bary[r, c, 2] * verts[faces[f, 2], d])
+                k += 1
+    start[faces.shape[0]] = k
+    return texel, start, points
+
+
+def _stacked(rgb):
+    """The B images as one (B, H, W, 3) uint8 array (the largest H and W, zero-padded where they
+    differ) and their (B, 2) own heights and widths, for a kernel that reads every view."""
+    sizes = np.array([im.shape[:2] for im in rgb], np.int64)
+    if len({im.shape for im in rgb}) == 1:
+        first, step = rgb[0].__array_interface__["data"][0], rgb[0].nbytes
+        if all(im.flags.c_contiguous and im.__array_interface__["data"][0] == first + b * step for b, im in enumerate(rgb)):
+            # the images lie one after the other (the views of one (B, H, W, 3) array): no copy
+            return np.lib.stride_tricks.as_strided(rgb[0], (len(rgb),) + rgb[0].shape, (step,) + rgb[0].strides,
+                                                   writeable=False), sizes
+        return np.stack(rgb), sizes
+    stacked = np.zeros((len(rgb),) + tuple(sizes.max(0)) + (3,), np.uint8)
+    for b, im in enumerate(rgb):
+        stacked[b, :im.shape[0], :im.shape[1]] = im
+    return stacked, sizes
+
+
 @njit(parallel=True, cache=True)
-def _accumulate(points, w, P, image, total, weight):
-    """Add each point's bilinear sample of ``image`` (H, W, 3) under the (3, 4) projection ``P``,
-    times its weight ``w`` (N,) where positive and inside the image, to ``total`` (N, 3) and
-    ``weight`` (N,). Pixel centres are at integer coordinates."""
-    H, W = image.shape[0], image.shape[1]
-    for i in prange(points.shape[0]):
-        wi = w[i]
-        if wi <= 0.0:
-            continue
-        x, y, z = points[i, 0], points[i, 1], points[i, 2]
-        s = P[2, 0] * x + P[2, 1] * y + P[2, 2] * z + P[2, 3]
-        if s <= 0.0:
-            continue
-        u = (P[0, 0] * x + P[0, 1] * y + P[0, 2] * z + P[0, 3]) / s
-        v = (P[1, 0] * x + P[1, 1] * y + P[1, 2] * z + P[1, 3]) / s
-        if not (u >= 0.0 and v >= 0.0 and u <= W - 1 and v <= H - 1):
-            continue
-        c0, r0 = min(int(u), W - 2), min(int(v), H - 2)
-        fu, fv = u - c0, v - r0
+def _accumulate(points, face_start, w, P, images, sizes, total, weight):
+    """Add each texel's bilinear samples in the views of a chunk, times its face's weight there, to
+    ``total`` (N, 3) and ``weight`` (N,): face f's texels are ``points[face_start[f]:face_start[f + 1]]``
+    (N, 3), its weight in view c ``w[f, c]`` (0: unseen), view c's projection ``P[c]`` (3, 4) and image
+    ``images[c]`` (of its own ``sizes[c]`` (H, W)). Samples outside the image are left out; pixel
+    centres are at integer coordinates. Face by face, then view by view over its texels: they stay in
+    cache while every view adds to them, in the order of the views."""
+    for f in prange(face_start.shape[0] - 1):
+        for c in range(w.shape[1]):
+            wi = w[f, c]
+            if wi <= 0.0:
+                continue
+            H, W = sizes[c, 0], sizes[c, 1]
+            for i in range(face_start[f], face_start[f + 1]):
+                x, y, z = points[i, 0], points[i, 1], points[i, 2]
+                s = P[c, 2, 0] * x + P[c, 2, 1] * y + P[c, 2, 2] * z + P[c, 2, 3]
+                if s <= 0.0:
+                    continue
+                u = (P[c, 0, 0] * x + P[c, 0, 1] * y + P[c, 0, 2] * z + P[c, 0, 3]) / s
+                v = (P[c, 1, 0] * x + P[c, 1, 1] * y + P[c, 1, 2] * z + P[c, 1, 3]) / s
+                if not (u >= 0.0 and v >= 0.0 and u <= W - 1 and v <= H - 1):
+                    continue
+                c0, r0 = min(int(u), W - 2), min(int(v), H - 2)
+                fu, fv = u - c0, v - r0
+                for k in range(3):
+                    top = images[c, r0, c0, k] * (1.0 - fu) + images[c, r0, c0 + 1, k] * fu
+                    bottom = images[c, r0 + 1, c0, k] * (1.0 - fu) + images[c, r0 + 1, c0 + 1, k] * fu
+                    total[i, k] += wi * (top * (1.0 - fv) + bottom * fv)
+                weight[i] += wi
+
+
+@njit(parallel=True, cache=True)
+def _texel_colours(total, weight, texel, grey, image):
+    """Write each texel's weighted mean colour, rounded (``grey`` where no view saw it), into the
+    flat (S * S, 3) uint8 ``image`` at ``texel`` (N,)."""
+    for i in prange(texel.shape[0]):
         for k in range(3):
-            top = image[r0, c0, k] * (1.0 - fu) + image[r0, c0 + 1, k] * fu
-            bottom = image[r0 + 1, c0, k] * (1.0 - fu) + image[r0 + 1, c0 + 1, k] * fu
-            total[i, k] += wi * (top * (1.0 - fv) + bottom * fv)
-        weight[i] += wi
+            value = total[i, k] / weight[i] if weight[i] > 0.0 else grey
+            image[texel[i], k] = min(max(np.round(value), 0.0), 255.0)
 
 
 def _fill_gutters(image: np.ndarray, inside: np.ndarray) -> np.ndarray:
     """The (S, S, 3) texture with every texel outside the charts (``inside`` False) set to the
-    nearest chart texel's colour."""
-    from scipy.ndimage import distance_transform_edt
+    nearest chart texel's colour. OpenCV's labelled distance transform finds it: exactly near the
+    charts (where filtering reads), a hair farther than the nearest far out (0.4 texel at most on the
+    lego's atlas), 5x faster than SciPy's exact one on 2048 x 2048."""
+    import cv2
 
     if inside.all() or not inside.any():
         return image
-    _, (rows, cols) = distance_transform_edt(~inside, return_indices=True)
-    return image[rows, cols]
+    _, labels = cv2.distanceTransformWithLabels((~inside).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE,
+                                                labelType=cv2.DIST_LABEL_PIXEL)
+    # DIST_LABEL_PIXEL numbers the zero pixels (the chart texels) from 1 in row order
+    nearest = np.flatnonzero(inside.ravel())[labels.ravel() - 1]
+    return image.reshape(-1, 3)[nearest].reshape(image.shape)

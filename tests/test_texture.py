@@ -117,6 +117,28 @@ def test_gutters_take_the_nearest_chart_colour():
     assert filled[1, 1].tolist() == [10, 20, 30]
 
 
+def test_gutters_take_a_nearest_chart_texel_exactly_where_filtering_reads():
+    """Each texel's colour names the texel it came from: within 3 texels of a chart that source is a
+    nearest one (SciPy's exact distance), and nowhere more than a texel farther than the nearest."""
+    from scipy.ndimage import distance_transform_edt
+
+    rng = np.random.default_rng(3)
+    inside = np.zeros((200, 200), bool)
+    for r, c, h, w in rng.integers([0, 0, 1, 1], [190, 190, 12, 12], (60, 4)):
+        inside[r:r + h, c:c + w] = True
+    rows, cols = np.indices(inside.shape)
+    image = np.stack([rows, cols, np.zeros_like(rows)], -1).astype(np.uint8)  # colour = own row, column
+    filled = _fill_gutters(image, inside)
+    assert (filled[inside] == image[inside]).all()
+    source = filled[..., :2].astype(float)
+    assert inside[filled[..., 0], filled[..., 1]].all()  # every colour is a chart texel's
+    got = np.hypot(source[..., 0] - rows, source[..., 1] - cols)
+    nearest = distance_transform_edt(~inside)
+    near = nearest <= 3
+    assert np.allclose(got[near], nearest[near]), np.abs(got - nearest)[near].max()
+    assert (got - nearest).max() < 1.0, (got - nearest).max()
+
+
 @pytest.mark.parametrize("suffix", [".glb", ".obj"])
 def test_files_read_back_in_trimesh_and_open3d(baked, tmp_path, suffix):
     import open3d as o3d
@@ -133,6 +155,36 @@ def test_files_read_back_in_trimesh_and_open3d(baked, tmp_path, suffix):
     o = o3d.io.read_triangle_mesh(str(written[0]), True)
     assert len(o.triangles) == len(mesh.faces) and o.has_triangle_uvs() and o.has_textures()
 
+
+
+def test_one_png_encoding_serves_both_files_losslessly(baked, tmp_path):
+    import trimesh
+
+    from carve.texture import texture_png
+
+    mesh, _ = baked
+    png = texture_png(mesh)
+    painted = np.asarray(mesh.visual.material.image)
+    glb = trimesh.load(write_textured(mesh, tmp_path / "ball.glb", png=png)[0], force="mesh")
+    assert np.array_equal(np.asarray(glb.visual.material.baseColorTexture)[..., :3], painted)
+    obj = write_textured(mesh, tmp_path / "ball.obj", png=png)
+    assert obj[2].read_bytes() == png
+    again = write_textured(glb, tmp_path / "again.glb")  # a texture read back (glTF's material) writes too
+    assert np.array_equal(np.asarray(trimesh.load(again[0], force="mesh").visual.material.baseColorTexture)[..., :3],
+                          painted)
+    with pytest.raises(TypeError, match="png must be the texture's PNG bytes"):
+        write_textured(mesh, tmp_path / "x.glb", png="ball.png")
+
+
+def test_views_of_different_sizes_are_stacked_with_their_own_sizes():
+    from carve.texture import _stacked
+
+    a, b = np.full((4, 6, 3), 7, np.uint8), np.full((5, 3, 3), 9, np.uint8)
+    stacked, sizes = _stacked([a, b])
+    assert stacked.shape == (2, 5, 6, 3) and sizes.tolist() == [[4, 6], [5, 3]]
+    assert (stacked[0, :4, :6] == 7).all() and (stacked[1, :5, :3] == 9).all()
+    same = np.arange(2 * 4 * 6 * 3, dtype=np.uint8).reshape(2, 4, 6, 3)
+    assert np.shares_memory(_stacked(list(same))[0], same)  # views of one array: no copy
 
 def test_obj_texture_name_and_bad_input(baked, tmp_path):
     mesh, grid = baked

@@ -117,11 +117,12 @@ def write_results(grid, mesh, out: Path, name: str, stages: Stages, mesh_path=No
             grid.save(grid_path)  # atomic itself
             extra = []
             if textured is not None:
-                from carve.texture import write_textured
+                from carve.texture import texture_png, write_textured
 
-                extra = write_textured(textured, out / f"{name}.glb")
+                png = texture_png(textured)  # one encoding for both files
+                extra = write_textured(textured, out / f"{name}.glb", png=png)
                 # the .obj's texture is NAME_texture.png: NAME.png is the snapshot
-                extra += write_textured(textured, out / f"{name}.obj", image=out / f"{name}_texture.png")
+                extra += write_textured(textured, out / f"{name}.obj", image=out / f"{name}_texture.png", png=png)
         with stages("snapshot"):
             viz.snapshot(mesh, path=picture)
     written = [mesh_path, grid_path, *extra, picture]
