@@ -155,6 +155,10 @@ def _crossing(a, b, P, masks, views, n, steps):
     return (ax, ay, az), (bx, by, bz)
 
 
+#: vertices per parallel task of the snap: each task has its own list of the views it solves
+SNAP_CHUNK = 1024
+
+
 @numba.njit(cache=True, parallel=True)
 def _snap_vertices(inner, outer, P, masks, deep, radius, steps, views, counts, block_of, order, out):
     """For each of the V segments inner[k] (in the hull) -> outer[k] (not), the point where it first
@@ -166,47 +170,54 @@ def _snap_vertices(inner, outer, P, masks, deep, radius, steps, views, counts, b
     earliest is the hull's, also where a view is left and entered again within the edge (a concavity
     finer than a voxel). Only the views of the vertex's block are asked,
     ``views[block_of[k], :counts[block_of[k]]]``: the others hold the whole edge; of those, a view
-    that :func:`carve.nearby_views.holds_edge` (``deep``, ``radius``) has no exit either. Where the image
-    plane cannot tell (an end behind a camera or beyond the padded image) the edge is bisected in
-    those views instead, ``steps`` halvings. The vertices are visited in ``order`` (block by block)."""
+    that :func:`carve.nearby_views.holds_edge` (``deep``, ``radius``) has no exit either, and is left
+    out of every later test of a point of the edge too. Where the image plane cannot tell (an end
+    behind a camera or beyond the padded image) the edge is bisected in the views left instead,
+    ``steps`` halvings. The vertices are visited in ``order`` (block by block)."""
     n = inner.shape[0]
     half = 0.5 ** (steps + 1)
-    for i in numba.prange(n):
-        k = order[i]
-        a = (inner[k, 0], inner[k, 1], inner[k, 2])
-        b = (outer[k, 0], outer[k, 1], outer[k, 2])
-        mine, n_mine = views[block_of[k]], counts[block_of[k]]
-        first = 1.0  # the earliest exit of the views that hold the inner end; 1: none before the outer end
-        solvable = steps > 0
-        inside = True  # whether every view holds the inner end
-        q = 0
-        while q < n_mine and solvable:
-            if holds_edge(a, b, P, deep, radius, mine[q]):
-                q += 1
-                continue
-            t = _exit_in_view(a, b, P, masks, mine[q])
-            if t == -2.0:
-                solvable = False
-            elif t == -1.0:
-                inside = False
-            else:
-                first = min(first, t)
-            q += 1
-        lo, hi = a, b
-        t0, t1 = max(first - half, 0.0), min(first + half, 1.0)  # the bracket bisection would reach
-        if solvable and (first < 1.0 or not _in_views(b[0], b[1], b[2], P, masks, mine, n_mine)):
-            lo = (a[0] + t0 * (b[0] - a[0]), a[1] + t0 * (b[1] - a[1]), a[2] + t0 * (b[2] - a[2]))
-            hi = (a[0] + t1 * (b[0] - a[0]), a[1] + t1 * (b[1] - a[1]), a[2] + t1 * (b[2] - a[2]))
-            # with the inner end outside a view (kept by the carving's nearest pixel), the edge may
-            # enter that view further on: the earliest exit counts where the hull holds the point
-            if not inside and not _in_views(lo[0], lo[1], lo[2], P, masks, mine, n_mine):
-                lo, hi = a, b
-        elif not solvable and steps > 0 and _in_views(a[0], a[1], a[2], P, masks, mine, n_mine):
-            if not _in_views(b[0], b[1], b[2], P, masks, mine, n_mine):
-                lo, hi = _crossing(a, b, P, masks, mine, n_mine, steps)
-        out[k, 0] = 0.5 * (lo[0] + hi[0])
-        out[k, 1] = 0.5 * (lo[1] + hi[1])
-        out[k, 2] = 0.5 * (lo[2] + hi[2])
+    for chunk in numba.prange((n + SNAP_CHUNK - 1) // SNAP_CHUNK):
+        todo = np.empty(views.shape[1], np.int64)  # the views of a vertex that do not hold its edge
+        for i in range(chunk * SNAP_CHUNK, min(n, (chunk + 1) * SNAP_CHUNK)):
+            k = order[i]
+            a = (inner[k, 0], inner[k, 1], inner[k, 2])
+            b = (outer[k, 0], outer[k, 1], outer[k, 2])
+            mine, n_mine = views[block_of[k]], counts[block_of[k]]
+            first = 1.0  # the earliest exit of the views that hold the inner end; 1: none before the outer end
+            solvable = steps > 0
+            inside = True  # whether every view holds the inner end
+            m = 0
+            for q in range(n_mine):
+                if not solvable:  # (the views after one that cannot tell are bisected, not solved)
+                    todo[m] = mine[q]
+                    m += 1
+                    continue
+                if holds_edge(a, b, P, deep, radius, mine[q]):
+                    continue
+                todo[m] = mine[q]
+                m += 1
+                t = _exit_in_view(a, b, P, masks, mine[q])
+                if t == -2.0:
+                    solvable = False
+                elif t == -1.0:
+                    inside = False
+                else:
+                    first = min(first, t)
+            lo, hi = a, b
+            t0, t1 = max(first - half, 0.0), min(first + half, 1.0)  # the bracket bisection would reach
+            if solvable and (first < 1.0 or not _in_views(b[0], b[1], b[2], P, masks, todo, m)):
+                lo = (a[0] + t0 * (b[0] - a[0]), a[1] + t0 * (b[1] - a[1]), a[2] + t0 * (b[2] - a[2]))
+                hi = (a[0] + t1 * (b[0] - a[0]), a[1] + t1 * (b[1] - a[1]), a[2] + t1 * (b[2] - a[2]))
+                # with the inner end outside a view (kept by the carving's nearest pixel), the edge may
+                # enter that view further on: the earliest exit counts where the hull holds the point
+                if not inside and not _in_views(lo[0], lo[1], lo[2], P, masks, todo, m):
+                    lo, hi = a, b
+            elif not solvable and steps > 0 and _in_views(a[0], a[1], a[2], P, masks, todo, m):
+                if not _in_views(b[0], b[1], b[2], P, masks, todo, m):
+                    lo, hi = _crossing(a, b, P, masks, todo, m, steps)
+            out[k, 0] = 0.5 * (lo[0] + hi[0])
+            out[k, 1] = 0.5 * (lo[1] + hi[1])
+            out[k, 2] = 0.5 * (lo[2] + hi[2])
 
 
 def snap_to_hull(mesh, grid, masks, cameras, outside="auto", steps: int = BISECTION_STEPS, occupied_axis=None):
