@@ -84,6 +84,36 @@ def test_inner_points_half_a_voxel_to_the_occupied_end_of_each_cut_edge(occ):
     assert not padded[tuple((outside + 1).T)].any()
 
 
+
+def test_no_case_has_more_triangles_than_cut_edges():
+    """What the faces' room per cube row rests on (carve.marching.runs._cube_room): a row with room
+    for fewer would write into the next one's."""
+    from carve.marching.table import COUNTS, CUTS
+
+    for case in range(256):
+        z_cut = sum(((case >> i) & 1) != ((case >> (4 + i)) & 1) for i in range(4))  # corner i at z, z + 1
+        assert COUNTS[case] <= z_cut + bin(int(CUTS[case])).count("1"), case
+
+
+def test_each_cube_row_writes_within_its_room(monkeypatch):
+    from carve.marching import runs as kernels
+    from carve.runlength import occupancy_runs
+
+    rng = np.random.default_rng(5)
+    occ = rng.random((12, 11, 13)) < 0.5  # speckle: the most triangles per cut edge
+    runs = occupancy_runs(occ)
+    seen = {}
+
+    def spy(NX, NY, *args):
+        seen["room"], seen["written"] = args[-2], real(NX, NY, *args)
+        return seen["written"]
+
+    real = kernels._cube_fill
+    monkeypatch.setattr(kernels, "_cube_fill", spy)
+    kernels.binary_surface(runs)
+    assert seen["written"].sum() > 1000
+    assert (seen["written"] <= np.diff(seen["room"])).all()
+
 def test_the_z_edges_are_the_row_toggles():
     occ = np.ones((1, 1, 70), bool)
     occ[0, 0, [0, 8, 15, 16, 17, 31, 40, 63, 69]] = False  # lone gaps on and off the word edges

@@ -251,30 +251,47 @@ def _cube_row(X, Y, NY, tstart, tz, xr, xa, xb, xf, yr, ya, yb, yf, counts, cuts
 
 
 @numba.njit(cache=True, parallel=True)
-def _cube_counts(NX, NY, tstart, tz, xr, xa, xb, xf, yr, ya, yb, yf, counts, cuts, table):
-    out = np.zeros(NX * NY, np.int64)
-    none = np.empty((0, 3), np.int64)
-    for X in numba.prange(NX - 1):
-        scratch = np.empty(48, np.int64)
-        low = np.empty(4, np.bool_)
-        high = np.empty(4, np.bool_)
-        for Y in range(NY - 1):
-            out[X * NY + Y] = _cube_row(X, Y, NY, tstart, tz, xr, xa, xb, xf, yr, ya, yb, yf, counts, cuts, table, none, 0,
-                                        scratch, low, high)
-    return out
-
-
-@numba.njit(cache=True, parallel=True)
-def _cube_fill(NX, NY, tstart, tz, xr, xa, xb, xf, yr, ya, yb, yf, counts, cuts, table, fstart, faces):
+def _cube_fill(NX, NY, tstart, tz, xr, xa, xb, xf, yr, ya, yb, yf, counts, cuts, table, room, faces):
+    """The triangles of every cube row (X, Y), written to faces from room[X * NY + Y] (room enough
+    for each: :func:`_cube_room`). Returns how many each row wrote."""
+    written = np.zeros(NX * NY, np.int64)
     for X in numba.prange(NX - 1):
         scratch = np.empty(48, np.int64)
         low = np.empty(4, np.bool_)
         high = np.empty(4, np.bool_)
         for Y in range(NY - 1):
             r = X * NY + Y
-            if fstart[r] < fstart[r + 1]:
-                _cube_row(X, Y, NY, tstart, tz, xr, xa, xb, xf, yr, ya, yb, yf, counts, cuts, table, faces, fstart[r],
-                          scratch, low, high)
+            if room[r] < room[r + 1]:
+                written[r] = _cube_row(X, Y, NY, tstart, tz, xr, xa, xb, xf, yr, ya, yb, yf, counts, cuts, table, faces,
+                                       room[r], scratch, low, high)
+    return written
+
+
+def _cube_room(tstart, xv, yv, NX, NY):
+    """(NX * NY + 1,) offsets with room for the triangles of each cube row (X, Y). A cube emits at most
+    as many triangles as it has cut edges (true of every case of the table); a cut z-edge is in one
+    cube of the row, a cut x- or y-edge in two. So a row's room is the cut z-edges of its 4 voxel rows
+    plus twice the cut edges of its 4 row pairs: 4 V in all for V vertices, about twice the triangles."""
+    z = np.diff(tstart).reshape(NX, NY)
+    x = np.diff(xv).reshape(NX, NY)  # pair (X, Y) - (X + 1, Y)
+    y = np.diff(yv).reshape(NX, NY)  # pair (X, Y) - (X, Y + 1)
+    room = np.zeros((NX, NY), np.int64)
+    room[:-1, :-1] = (z[:-1, :-1] + z[1:, :-1] + z[:-1, 1:] + z[1:, 1:]
+                      + 2 * (x[:-1, :-1] + x[:-1, 1:] + y[:-1, :-1] + y[1:, :-1]))
+    return csr(room.ravel())
+
+
+@numba.njit(cache=True, parallel=True)
+def _compact(faces, room, written, start, out):
+    """Copy each cube row's written triangles faces[room[r]:room[r] + written[r]] to out[start[r]:]."""
+    n = written.shape[0]
+    NY = max(1, int(np.sqrt(n)))
+    for chunk in numba.prange((n + NY - 1) // NY):
+        for r in range(chunk * NY, min(n, (chunk + 1) * NY)):
+            for t in range(written[r]):
+                out[start[r] + t, 0] = faces[room[r] + t, 0]
+                out[start[r] + t, 1] = faces[room[r] + t, 1]
+                out[start[r] + t, 2] = faces[room[r] + t, 2]
 
 
 def binary_surface(occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -316,8 +333,13 @@ def binary_surface(occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     verts = np.empty((base, 3), np.float64)
     inner = np.empty(base, np.int8)
     _vertices(tstart, tz, NX, NY, xr, xa, xb, xv, yr, ya, yb, yv, verts, inner)
-    fstart = csr(_cube_counts(NX, NY, tstart, tz, xr, xa, xb, xf, yr, ya, yb, yf, COUNTS, CUTS, TRIANGLES))
-    faces = np.empty((fstart[-1], 3), np.int64)
-    _cube_fill(NX, NY, tstart, tz, xr, xa, xb, xf, yr, ya, yb, yf, COUNTS, CUTS, TRIANGLES, fstart, faces)
+    # one walk over the crossed cubes, each row writing into room of its own, then packed: a pass
+    # that counted the triangles first would walk them twice
+    room = _cube_room(tstart, xv, yv, NX, NY)
+    roomy = np.empty((room[-1], 3), np.int64)
+    written = _cube_fill(NX, NY, tstart, tz, xr, xa, xb, xf, yr, ya, yb, yf, COUNTS, CUTS, TRIANGLES, room, roomy)
+    start = csr(written)
+    faces = np.empty((start[-1], 3), np.int64)
+    _compact(roomy, room, written, start, faces)
     verts -= 1.0  # padded to plain index units
     return verts, faces, inner
