@@ -9,7 +9,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from carve.runlength import Runs, combine, csr
+from carve.runlength import Runs, combine, csr, packed
 
 __all__ = ["opening_runs"]
 
@@ -17,8 +17,8 @@ __all__ = ["opening_runs"]
 @numba.njit(cache=True, parallel=True)
 def _row_op(start, tz, NX, NY, grow, ostart, otz, counts):
     """Erosion (grow False) or dilation (True) of every row by the cross of seven voxels: the row
-    moved by one voxel a side and its four neighbours, combined. Toggles per row into ``counts``, or
-    written at ``ostart`` into ``otz`` when that is not empty."""
+    moved by one voxel a side and its four neighbours, combined. Toggles written at ``ostart`` into
+    ``otz`` (when not empty), how many per row into ``counts`` (zeros where nothing is written)."""
     for X in numba.prange(1, NX - 1):
         lo = np.empty(5, np.int64)
         hi = np.empty(5, np.int64)
@@ -36,8 +36,6 @@ def _row_op(start, tz, NX, NY, grow, ostart, otz, counts):
                 if lo[i] == hi[i]:
                     empty += 1
             if empty == 5 or (not grow and lo[0] == hi[0]):
-                if not otz.shape[0]:
-                    counts[r] = 0
                 continue
             single = True
             for i in range(5):
@@ -46,8 +44,7 @@ def _row_op(start, tz, NX, NY, grow, ostart, otz, counts):
                 n = _single_runs(tz, lo, hi, grow, starts, ends, otz, ostart[r] if otz.shape[0] else 0)
             else:
                 n = combine(tz, lo, hi, shift, 5, 1 if grow else 5, 5, otz, ostart[r] if otz.shape[0] else 0, scratch)
-            if not otz.shape[0]:
-                counts[r] = n
+            counts[r] = n
 
 
 @numba.njit(cache=True, inline="always")
@@ -93,14 +90,20 @@ def _single_runs(tz, lo, hi, grow, starts, ends, out, at):
 
 
 def _apply(runs_start, runs_tz, NX, NY, grow):
-    """(start, toggles) of the rows' erosion or dilation by the cross (:func:`_row_op`)."""
+    """(start, toggles) of the rows' erosion or dilation by the cross (:func:`_row_op`). Each row
+    writes into room for the toggles of its cross's five rows: an intersection or a union of runs
+    has no more runs than its operands together."""
+    own = np.diff(runs_start).reshape(NX, NY)
+    cross = own.copy()
+    cross[1:] += own[:-1]
+    cross[:-1] += own[1:]
+    cross[:, 1:] += own[:, :-1]
+    cross[:, :-1] += own[:, 1:]
+    room = csr(cross.ravel())
+    roomy = np.empty(room[-1], np.int32)
     counts = np.zeros(NX * NY, np.int64)
-    none = np.empty(0, np.int32)
-    _row_op(runs_start, runs_tz, NX, NY, grow, counts, none, counts)
-    start = csr(counts)
-    tz = np.empty(start[-1], np.int32)
-    _row_op(runs_start, runs_tz, NX, NY, grow, start, tz, counts)
-    return start, tz
+    _row_op(runs_start, runs_tz, NX, NY, grow, room, roomy, counts)
+    return csr(counts), packed(roomy, room, counts)
 
 
 def opening_runs(runs: Runs) -> Runs:

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from carve.marching.table import COUNTS, CUTS, TRIANGLES
-from carve.runlength import Runs, csr, occupancy_runs
+from carve.runlength import Runs, csr, occupancy_runs, packed
 
 __all__ = ["binary_surface"]
 
@@ -281,19 +281,6 @@ def _cube_room(tstart, xv, yv, NX, NY):
     return csr(room.ravel())
 
 
-@numba.njit(cache=True, parallel=True)
-def _compact(faces, room, written, start, out):
-    """Copy each cube row's written triangles faces[room[r]:room[r] + written[r]] to out[start[r]:]."""
-    n = written.shape[0]
-    NY = max(1, int(np.sqrt(n)))
-    for chunk in numba.prange((n + NY - 1) // NY):
-        for r in range(chunk * NY, min(n, (chunk + 1) * NY)):
-            for t in range(written[r]):
-                out[start[r] + t, 0] = faces[room[r] + t, 0]
-                out[start[r] + t, 1] = faces[room[r] + t, 1]
-                out[start[r] + t, 2] = faces[room[r] + t, 2]
-
-
 def binary_surface(occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The (6, 26) marching-cubes surface of a binary occupancy, closed by empty voxels around it.
 
@@ -338,8 +325,6 @@ def binary_surface(occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     room = _cube_room(tstart, xv, yv, NX, NY)
     roomy = np.empty((room[-1], 3), np.int64)
     written = _cube_fill(NX, NY, tstart, tz, xr, xa, xb, xf, yr, ya, yb, yf, COUNTS, CUTS, TRIANGLES, room, roomy)
-    start = csr(written)
-    faces = np.empty((start[-1], 3), np.int64)
-    _compact(roomy, room, written, start, faces)
+    faces = packed(roomy, room, written)
     verts -= 1.0  # padded to plain index units
     return verts, faces, inner
