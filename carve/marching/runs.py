@@ -16,7 +16,7 @@ __all__ = ["binary_surface"]
 # ------------------------------------------------------------------- the x- and y-edges it cuts
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _xor_runs(tz, a0, a1, b0, b1, ia, ib, at):
     """The runs [s, e) where two rows differ, from their toggles tz[a0:a1] and tz[b0:b1] (merged; a
     position in both cancels). Written to ia/ib from ``at`` when they are not empty. Returns
@@ -119,7 +119,7 @@ def _vertices(tstart, tz, NX, NY, xr, xa, xb, xv, yr, ya, yb, yv, verts, inner):
 # ----------------------------------------------------------------------------------- the cubes
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _row_at(tz, base, end, k, Z):
     """Advance the toggle pointer k of a row to Z: returns (k, occupied at Z, occupied at Z + 1,
     id of the vertex on the edge Z -> Z + 1 or -1)."""
@@ -131,7 +131,7 @@ def _row_at(tz, base, end, k, Z):
     return k, here, here, -1
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _run_at(ra, rb, first, q, end, h):
     """Advance the run pointer q of a pair to height h: returns (q, vertex id at h or -1)."""
     while q < end and rb[q] <= h:
