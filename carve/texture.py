@@ -87,7 +87,7 @@ def texture_mesh(mesh, images, cameras, voxel_size: float, size: int = TEXTURE_S
     rgb = checked_images(images, cameras)
     verts, uv, faces = _atlas(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces), int(size))
     face_of, bary = _rasterize(uv * size, faces, int(size))
-    texel, face_start, points = _texels_by_face(uv * size, faces, verts, face_of, bary)
+    texel, face_start, points = _texels_by_face(len(faces), face_of, bary, verts, faces)
 
     tri = verts[faces]
     centres = tri.mean(1)
@@ -299,33 +299,31 @@ def _view_weights(centres, normals, eye) -> np.ndarray:
 
 
 @njit(cache=True)
-def _texels_by_face(uv_px, faces, verts, face_of, bary):
-    """The chart texels grouped by face: ((N,) flat texel indices, (F + 1,) where each face's texels
-    start, (N, 3) their surface points), from :func:`_rasterize`'s ``face_of`` and ``bary``. A face's
-    texels lie in its uv box, so each face scans only that, and they come out in face order."""
-    size = face_of.shape[0]
-    n = 0
-    for r in range(size):
-        for c in range(size):
-            n += face_of[r, c] >= 0
-    texel = np.empty(n, np.int64)
-    points = np.empty((n, 3))
-    start = np.zeros(faces.shape[0] + 1, np.int64)
-    k = 0
-    for f in range(faces.shape[0]):
-        start[f] = k
-        us = (uv_px[faces[f, 0], 0], uv_px[faces[f, 1], 0], uv_px[faces[f, 2], 0])
-        vs = (size - uv_px[faces[f, 0], 1], size - uv_px[faces[f, 1], 1], size - uv_px[faces[f, 2], 1])
-        for r in range(max(int(np.floor(min(vs))), 0), min(int(np.ceil(max(vs))), size - 1) + 1):
-            for c in range(max(int(np.floor(min(us))), 0), min(int(np.ceil(max(us))), size - 1) + 1):
-                if face_of[r, c] != f:
-                    continue
-                texel[k] = r * size + c
-                for d in range(3):
-                    points[k, d] = (bary[r, c, 0] * verts[faces[f, 0], d] + bary[r, c, 1] * verts[faces[f, 1], d]
-                                    + bary[r, c, 2] * verts[faces[f, 2], d])
-                k += 1
-    start[faces.shape[0]] = k
+def _texels_by_face(n_faces, face_of, bary, verts, faces):
+    """The chart texels grouped by face (a counting sort of ``face_of``, row order within a face):
+    ((N,) flat texel indices, (F + 1,) where each face's texels start, (N, 3) their surface points
+    from :func:`_rasterize`'s barycentric coordinates ``bary``)."""
+    owner = face_of.ravel()
+    start = np.zeros(n_faces + 1, np.int64)
+    for t in range(owner.shape[0]):
+        if owner[t] >= 0:
+            start[owner[t] + 1] += 1
+    for f in range(n_faces):
+        start[f + 1] += start[f]
+    at = start[:-1].copy()
+    texel = np.empty(start[-1], np.int64)
+    points = np.empty((start[-1], 3))
+    weights = bary.reshape(-1, 3)
+    for t in range(owner.shape[0]):
+        f = owner[t]
+        if f < 0:
+            continue
+        k = at[f]
+        at[f] += 1
+        texel[k] = t
+        for d in range(3):
+            points[k, d] = (weights[t, 0] * verts[faces[f, 0], d] + weights[t, 1] * verts[faces[f, 1], d]
+                            + weights[t, 2] * verts[faces[f, 2], d])
     return texel, start, points
 
 

@@ -24,7 +24,7 @@ import numba
 import numpy as np
 
 from carve.opening import opening_runs
-from carve.runlength import Runs, covers, csr, occupancy_runs
+from carve.runlength import Runs, covers, csr, occupancy_runs, packed
 
 __all__ = ["repair", "repair_runs", "is_simple", "ISLAND_VOXELS"]
 
@@ -310,12 +310,10 @@ def _union_row(dtz, d0, d1, bz, bstate, b0, b1, out, at):
 
 
 @numba.njit(cache=True, parallel=True)
-def _union(dstart, dtz, bstart, bz, bstate, NR, ostart, otz, counts):
+def _union(dstart, dtz, bstart, bz, bstate, NR, room, roomy, counts):
+    """Each row's :func:`_union_row`, written into ``roomy`` from ``room[r]``, how many into ``counts``."""
     for r in numba.prange(NR):
-        n = _union_row(dtz, dstart[r], dstart[r + 1], bz, bstate, bstart[r], bstart[r + 1], otz,
-                       ostart[r] if otz.shape[0] else 0)
-        if not otz.shape[0]:
-            counts[r] = n
+        counts[r] = _union_row(dtz, dstart[r], dstart[r + 1], bz, bstate, bstart[r], bstart[r + 1], roomy, room[r])
 
 
 def is_simple(occupancy: np.ndarray, index) -> bool:
@@ -359,12 +357,11 @@ def repair_runs(runs: Runs) -> Runs:
     bstate = np.full(size, _OUT, np.uint8)
     _keep_thin_parts(NY, dstart, dtz, bstart, bx, by, bz, bstate, ISLAND_VOXELS)
     _put_back(NY, dstart, dtz, bstart, bx, by, bz, bstate)
-    none = np.empty(0, np.int32)
-    _union(dstart, dtz, bstart, bz, bstate, NX * NY, counts, none, counts)
-    ostart = csr(counts)
-    otz = np.empty(ostart[-1], np.int32)
-    _union(dstart, dtz, bstart, bz, bstate, NX * NY, ostart, otz, counts)
-    return Runs(runs.shape, ostart, otz)
+    # a row of the union has no more runs than the opening's row and its band voxels, one run each
+    room = csr(np.diff(dstart) + 2 * np.diff(bstart))
+    roomy = np.empty(room[-1], np.int32)
+    _union(dstart, dtz, bstart, bz, bstate, NX * NY, room, roomy, counts)
+    return Runs(runs.shape, csr(counts), packed(roomy, room, counts))
 
 
 def repair(occupancy: np.ndarray) -> np.ndarray:
