@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy import ndimage as ndi
 
 __all__ = ["disk", "default_open_radius", "clean_mask", "cleaning", "maybe_clean"]
 
@@ -60,17 +59,19 @@ def clean_mask(mask: np.ndarray, *, open_radius: int | None = None, keep_fractio
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     if n <= 1:
         return np.zeros(mask.shape, bool)
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = np.flatnonzero(areas >= keep_fraction * areas.max()) + 1
-    out = np.isin(labels, keep)
+    areas = stats[:, cv2.CC_STAT_AREA]
+    keep = areas >= keep_fraction * areas[1:].max()
+    keep[0] = False  # label 0: the background
+    out = keep[labels]
     if max_hole > 0:
-        holes = ndi.binary_fill_holes(out) & ~out
-        if holes.any():
-            hl, nh = ndi.label(holes)
-            sizes = np.bincount(hl.ravel(), minlength=nh + 1)
-            small = np.flatnonzero(sizes <= max_hole * out.sum())
-            small = small[small > 0]
-            out |= np.isin(hl, small)
+        # holes: the 4-connected components of the background that do not reach the image border
+        # (scipy's binary_fill_holes, whose repeated erosions cost most of the cleaning)
+        n, gaps, stats, _ = cv2.connectedComponentsWithStats((~out).view(np.uint8), connectivity=4)
+        small = stats[:, cv2.CC_STAT_AREA] <= max_hole * np.count_nonzero(out)
+        small[0] = False  # label 0: the object
+        small[np.concatenate([gaps[0], gaps[-1], gaps[:, 0], gaps[:, -1]])] = False
+        if small.any():
+            out |= small[gaps]
     return out
 
 
