@@ -235,3 +235,23 @@ def test_huge_radii_cost_no_more_than_the_image():
     assert not m.any()  # an opening wider than the object erases it
     m = img[..., 0] > 0
     assert np.array_equal(segmentation.classical.grabcut_mask(img, m, band=10**6).shape, m.shape)
+
+
+def test_cleaning_fills_the_holes_scipy_fills():
+    """clean_mask's holes (background components that miss the border) are scipy's binary_fill_holes
+    holes, and the small ones among them are filled, the large ones kept, on random masks."""
+    from scipy import ndimage
+
+    from carve.segmentation.clean import clean_mask
+
+    rng = np.random.default_rng(3)
+    for i in range(60):
+        h, w = rng.integers(8, 120, 2)
+        m = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), rng.uniform(0.5, 3)) > rng.uniform(0.3, 0.6)
+        for max_hole in (0.0, 0.01, 0.3, 1.0):
+            out = clean_mask(m, open_radius=0, keep_fraction=0.0, max_hole=max_hole)
+            kept = m.copy()  # keep_fraction 0 and no opening keep every component
+            holes, n = ndimage.label(ndimage.binary_fill_holes(kept) & ~kept)
+            sizes = np.bincount(holes.ravel(), minlength=n + 1)
+            small = (sizes <= max_hole * kept.sum()) & (np.arange(n + 1) > 0) if max_hole > 0 else np.zeros(n + 1, bool)
+            assert np.array_equal(out, kept | small[holes]), (i, max_hole)
