@@ -7,7 +7,8 @@ batch starts, never by ``import carve``.
 from __future__ import annotations
 
 import contextlib
-import os
+
+from geometry.parallel import own_cores
 
 __all__ = ["ALLOWED_FAILURES", "require_distributed", "open_client", "thread_environment", "slots_by_host",
            "own_cores", "task_threads", "worker_memory_limit", "worker_name"]
@@ -26,14 +27,6 @@ def require_distributed():
     except ImportError:
         raise ImportError(INSTALL) from None
     return distributed
-
-
-def own_cores() -> int:
-    """The cores this process may run on (its CPU affinity), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 @contextlib.contextmanager

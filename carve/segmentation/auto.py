@@ -22,7 +22,7 @@ from carve.segmentation.classical import check_grabcut, color, color_mask, grabc
 from carve.segmentation.clean import clean_mask, cleaning, disk, maybe_clean
 from carve.segmentation.colour import color_distance, downsample, kmeans, otsu_split, weighted_lab
 from carve.segmentation.inputs import Images, as_images, as_masks
-from data.progress import progress as progress_bar
+from carve.segmentation.per_view import map_views
 
 __all__ = ["auto", "auto_choice", "auto_distances", "grabcut", "initial_masks", "object_colours"]
 
@@ -117,16 +117,16 @@ def auto(images: Images, *, min_chroma: float = 4.0, min_chroma_share: float = 0
         check_grabcut(iterations, band, edge_threshold)
     items = as_images(images)
     options = cleaning(clean, open_radius, keep_fraction, max_hole)
-    out = []
-    for im, d in progress_bar(zip(items, auto_distances(items, min_chroma=min_chroma, min_chroma_share=min_chroma_share,
-                                                         cleaning=options)),
-                              desc="silhouettes", total=len(items), enabled=progress):
+
+    def view(im, d):
         m = maybe_clean(d > max(otsu_split(d)[0], 2.3), options)  # as color_mask: never below one JND
         if refine:
             m = grabcut_mask(im, m, iterations=iterations, band=band, edge_threshold=edge_threshold,
                              cleaning=options)
-        out.append(m)
-    return out
+        return m
+
+    distances = auto_distances(items, min_chroma=min_chroma, min_chroma_share=min_chroma_share, cleaning=options)
+    return map_views(view, zip(items, distances), total=len(items), desc="silhouettes", progress=progress)
 
 
 def auto_distances(items: list[np.ndarray], *, min_chroma: float = 4.0, min_chroma_share: float = 0.25,
@@ -194,8 +194,9 @@ def grabcut(images: Images, *, init: str | Sequence[np.ndarray] = "auto", iterat
         if init == "auto":  # auto's own GrabCut is the step this one replaces
             params["refine"] = False
     masks = initial_masks(items, init, progress=progress, **params)
-    return [grabcut_mask(im, m, iterations=iterations, band=band, edge_threshold=edge_threshold, cleaning=options)
-            for im, m in progress_bar(zip(items, masks), desc="grabcut", total=len(items), enabled=progress)]
+    return map_views(lambda im, m: grabcut_mask(im, m, iterations=iterations, band=band, edge_threshold=edge_threshold,
+                                                cleaning=options),
+                     zip(items, masks), total=len(items), desc="grabcut", progress=progress)
 
 
 def initial_masks(items: list[np.ndarray], init, *, progress: bool | None = None, **params) -> list[np.ndarray]:

@@ -243,6 +243,9 @@ def grabcut_labels(image: np.ndarray, labels: np.ndarray, *, iterations: int = 5
     crop = np.ascontiguousarray(cv2.cvtColor(np.ascontiguousarray(image[y0:y1, x0:x1]), cv2.COLOR_RGB2LAB))
     bgd = np.zeros((1, 65), np.float64)
     fgd = np.zeros((1, 65), np.float64)
+    # GrabCut starts its colour models with k-means, seeded from OpenCV's per-thread generator: a fixed
+    # seed makes the mask the same on any thread and after any earlier call (views are cut in parallel)
+    cv2.setRNGSeed(0)
     try:
         cv2.grabCut(crop, gc, None, bgd, fgd, int(iterations), cv2.GC_INIT_WITH_MASK)
     except cv2.error:  # degenerate colour models (e.g. a flat image)

@@ -43,6 +43,7 @@ from carve.segmentation.auto import initial_masks
 from carve.segmentation.classical import check_grabcut, grabcut_labels
 from carve.segmentation.clean import cleaning, disk
 from carve.segmentation.inputs import Images, as_images
+from carve.segmentation.per_view import map_views
 from data.progress import progress as progress_bar
 
 __all__ = ["CoSegmentation", "co_segment", "trimap", "VOTE_SHARE", "VOTER_AGREEMENT", "CHANGE", "MAX_ITERATIONS",
@@ -178,18 +179,19 @@ def co_segment(images: Images, cameras, *, init="auto", init_params: dict | None
             from carve.segmentation.support import find_support
 
             found = find_support(hull, cams, consensus, items, masks) or False
-        refined = []
-        for b in progress_bar(range(len(items)), desc=f"co-segmentation, round {round_ + 1}", enabled=progress):
-            im, m = items[b], masks[b]
+        def refine(b):
+            m = masks[b]
             drop = found.pixels(b) if found else None
             labels = trimap(m, consensus[b], support=drop, overhang=int(overhang[b]))
             if last[b] is not None and np.count_nonzero(labels != last[b]) <= change * max(np.count_nonzero(m), 1):
-                refined.append(m)  # its graph cut's input has not changed: the view is settled
-                continue
+                return m  # its graph cut's input has not changed: the view is settled
             last[b] = labels
-            out = grabcut_labels(im, labels, iterations=grabcut_iterations, edge_threshold=edge_threshold,
+            out = grabcut_labels(items[b], labels, iterations=grabcut_iterations, edge_threshold=edge_threshold,
                                  cleaning=options)
-            refined.append(m.copy() if out is None else out)
+            return m.copy() if out is None else out
+
+        refined = map_views(refine, ((b,) for b in range(len(items))), total=len(items),
+                            desc=f"co-segmentation, round {round_ + 1}", progress=progress)
         moved = sum(int(np.count_nonzero(a ^ b)) for a, b in zip(masks, refined))
         changes.append(moved / max(sum(int(np.count_nonzero(m)) for m in masks), 1))
         masks = refined

@@ -1,0 +1,53 @@
+"""Per-view work on every core: OpenCV's GrabCut runs one image per thread (it releases the GIL).
+
+Each view's mask depends on its own image alone, so the views can be cut at once. The results come
+back in the views' order, whatever order the threads finish in, and a view's result does not depend
+on the thread that made it (:func:`carve.segmentation.classical.grabcut_labels` seeds OpenCV's
+per-thread random generator before each cut).
+"""
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, TypeVar
+
+from data.progress import progress as progress_bar
+from geometry.parallel import own_cores
+
+__all__ = ["map_views"]
+
+T = TypeVar("T")
+#: work submitted ahead of the threads, per thread: enough to keep every core busy while a view's
+#: inputs are made, few enough that a long set's inputs (a distance map per view) are not all held at once
+AHEAD = 2
+
+
+def map_views(work: Callable[..., T], inputs: Iterable[tuple], *, total: int, desc: str,
+              progress: bool | None = None) -> list[T]:
+    """``[work(*args) for args in inputs]``, run on :func:`own_cores` threads, in the inputs' order.
+
+    ``inputs`` is read lazily, at most :data:`AHEAD` items per thread ahead of the finished ones; a
+    progress bar (``desc``, ``total`` steps, :func:`data.progress.progress`'s rule) counts finished views.
+    An exception raised by ``work`` is raised here.
+
+    Example:
+        >>> map_views(pow, [(2, 3), (3, 2)], total=2, desc="powers", progress=False)
+        [8, 9]
+    """
+    workers = min(own_cores(), max(int(total), 1))
+    bar = progress_bar(range(total), desc=desc, total=total, enabled=progress)
+    steps = iter(bar)
+    out: list[T] = []
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="view") as pool:
+        pending: deque = deque()
+        for args in inputs:
+            pending.append(pool.submit(work, *args))
+            if len(pending) >= AHEAD * workers:
+                out.append(pending.popleft().result())
+                next(steps, None)
+        while pending:
+            out.append(pending.popleft().result())
+            next(steps, None)
+    for _ in steps:  # closes the bar
+        pass
+    return out
