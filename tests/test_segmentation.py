@@ -279,7 +279,7 @@ def test_map_views_keeps_the_order_reads_ahead_boundedly_and_raises():
 
     out = per_view.map_views(work, inputs(), total=20, desc="squares", progress=False)
     assert out == [i * i for i in range(20)]
-    workers = min(per_view.own_cores(), 20)
+    workers = min(per_view.threads(), 20)
     assert all(n <= i + 1 + per_view.AHEAD * workers for i, n in seen)  # inputs are not all read up front
 
     def fails(i):
@@ -308,3 +308,18 @@ def test_masks_do_not_depend_on_threads_or_earlier_calls(monkeypatch):
     monkeypatch.setattr(per_view, "own_cores", lambda: 1)
     one = carve.silhouettes(images, "auto")
     assert all(np.array_equal(a, b) for a, b in zip(many, one))
+
+
+def test_per_view_threads_follow_numbas_budget():
+    """A caller that gave Numba fewer threads (a batch task's share of its worker) gets no more views at once."""
+    import numba
+
+    from carve.segmentation import per_view
+
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        assert per_view.threads() == 1
+    finally:
+        numba.set_num_threads(before)
+    assert per_view.threads() == min(per_view.own_cores(), before)

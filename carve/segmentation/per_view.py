@@ -11,10 +11,12 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, TypeVar
 
+import numba
+
 from data.progress import progress as progress_bar
 from geometry.parallel import own_cores
 
-__all__ = ["map_views"]
+__all__ = ["threads", "map_views"]
 
 T = TypeVar("T")
 #: work submitted ahead of the threads, per thread: enough to keep every core busy while a view's
@@ -22,9 +24,15 @@ T = TypeVar("T")
 AHEAD = 2
 
 
+def threads() -> int:
+    """Threads for per-view work: the cores this process may use, or fewer when the caller's Numba
+    thread count is lower (``NUMBA_NUM_THREADS``, or a batch task's share of its worker's cores)."""
+    return max(1, min(own_cores(), numba.get_num_threads()))
+
+
 def map_views(work: Callable[..., T], inputs: Iterable[tuple], *, total: int, desc: str,
               progress: bool | None = None) -> list[T]:
-    """``[work(*args) for args in inputs]``, run on :func:`own_cores` threads, in the inputs' order.
+    """``[work(*args) for args in inputs]``, run on :func:`threads` threads, in the inputs' order.
 
     ``inputs`` is read lazily, at most :data:`AHEAD` items per thread ahead of the finished ones; a
     progress bar (``desc``, ``total`` steps, :func:`data.progress.progress`'s rule) counts finished views.
@@ -34,7 +42,7 @@ def map_views(work: Callable[..., T], inputs: Iterable[tuple], *, total: int, de
         >>> map_views(pow, [(2, 3), (3, 2)], total=2, desc="powers", progress=False)
         [8, 9]
     """
-    workers = min(own_cores(), max(int(total), 1))
+    workers = min(threads(), max(int(total), 1))
     bar = progress_bar(range(total), desc=desc, total=total, enabled=progress)
     steps = iter(bar)
     out: list[T] = []
