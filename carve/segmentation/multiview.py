@@ -179,6 +179,7 @@ def co_segment(images: Images, cameras, *, init="auto", init_params: dict | None
             from carve.segmentation.support import find_support
 
             found = find_support(hull, cams, consensus, items, masks) or False
+
         def refine(b):
             m = masks[b]
             drop = found.pixels(b) if found else None

@@ -46,16 +46,18 @@ def map_views(work: Callable[..., T], inputs: Iterable[tuple], *, total: int, de
     bar = progress_bar(range(total), desc=desc, total=total, enabled=progress)
     steps = iter(bar)
     out: list[T] = []
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="view") as pool:
-        pending: deque = deque()
-        for args in inputs:
-            pending.append(pool.submit(work, *args))
-            if len(pending) >= AHEAD * workers:
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="view") as pool:
+            pending: deque = deque()
+            for args in inputs:
+                pending.append(pool.submit(work, *args))
+                if len(pending) >= AHEAD * workers:
+                    out.append(pending.popleft().result())
+                    next(steps, None)
+            while pending:
                 out.append(pending.popleft().result())
                 next(steps, None)
-        while pending:
-            out.append(pending.popleft().result())
-            next(steps, None)
-    for _ in steps:  # closes the bar
-        pass
+    finally:
+        if hasattr(bar, "close"):
+            bar.close()
     return out
