@@ -44,7 +44,7 @@ def map_views(work: Callable[..., T], inputs: Iterable[tuple], *, total: int, de
     """
     workers = min(threads(), max(int(total), 1))
     bar = progress_bar(range(total), desc=desc, total=total, enabled=progress)
-    steps = iter(bar)
+    tick = getattr(bar, "update", lambda steps: None)  # a tqdm bar, or the plain range when none is shown
     out: list[T] = []
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="view") as pool:
@@ -53,10 +53,10 @@ def map_views(work: Callable[..., T], inputs: Iterable[tuple], *, total: int, de
                 pending.append(pool.submit(work, *args))
                 if len(pending) >= AHEAD * workers:
                     out.append(pending.popleft().result())
-                    next(steps, None)
+                    tick(1)
             while pending:
                 out.append(pending.popleft().result())
-                next(steps, None)
+                tick(1)
     finally:
         if hasattr(bar, "close"):
             bar.close()
