@@ -5,7 +5,7 @@ import pytest
 import trimesh
 
 import data
-from carve.hull import carve
+from carve.hull import carve, outside_per_view
 from carve.metrics import mask_iou_per_mask
 from carve.segmentation import CoSegmentation, co_segment, silhouettes
 from carve.segmentation.multiview import trimap
@@ -206,3 +206,25 @@ def test_a_name_both_take_goes_to_co_segment(views):
     masks = silhouettes(views.images, "auto", cameras=views.cameras, edge_threshold=None, min_chroma=5.0,
                         resolution=32, max_iterations=1)
     assert isinstance(masks, CoSegmentation)
+
+
+def test_a_dark_leg_over_its_own_shadow_is_kept_from_the_other_views(monkeypatch):
+    """The table on blue cloth: where a leg stands in front of its cast shadow, a view's colours cannot
+    tell them apart and its graph cut drops the leg; the hull (the other views) keeps it there unless
+    the view's colours favour background, so the masks' hull holds the table's."""
+    from carve.segmentation import multiview
+    from data.hard_cases import hard_case
+
+    mv = hard_case("cloth", views=24, size=(320, 240))
+    truth = carve(mv.silhouettes, mv.cameras, 64)
+    box = (truth.lo, truth.hi)
+
+    def kept(masks):
+        est = carve(np.stack(list(masks)), mv.cameras, 64, bounds=box, outside=outside_per_view(np.stack(list(masks))))
+        return np.count_nonzero(truth.occupancy & est.occupancy) / truth.count()
+
+    with_hull = kept(co_segment(mv.images, mv.cameras))
+    cut = multiview.grabcut_labels
+    monkeypatch.setattr(multiview, "grabcut_labels", lambda *a, prior=None, **k: cut(*a, **k))
+    colours_alone = kept(co_segment(mv.images, mv.cameras))
+    assert with_hull >= 0.995 > colours_alone, (with_hull, colours_alone)

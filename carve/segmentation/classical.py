@@ -216,14 +216,17 @@ def grabcut_mask(image: np.ndarray, mask: np.ndarray, *, iterations: int = 5, ba
 
 def grabcut_labels(image: np.ndarray, labels: np.ndarray, *, iterations: int = 5,
                    edge_threshold: float | None = 10.0, cleaning: dict | None = None,
-                   pad: int = 8) -> np.ndarray | None:
+                   pad: int = 8, prior: np.ndarray | None = None) -> np.ndarray | None:
     """GrabCut of ``image`` (H, W, 3) uint8 from a trimap ``labels`` (H, W) of OpenCV's GC_* values.
 
     ``GC_BGD``/``GC_FGD`` pixels are fixed, ``GC_PR_BGD``/``GC_PR_FGD`` are decided by the graph cut
     with colour models (5-component GMMs in CIELAB) learned from all of them. The work is cropped to
     the box of the non-``GC_BGD`` pixels grown by ``pad`` px (sure background there trains the
     background model). Then, as in :func:`grabcut_mask`, edge pixels keep object only with an
-    ``edge_threshold`` log-likelihood margin, and the result is cleaned with ``cleaning``.
+    ``edge_threshold`` log-likelihood margin, and the result is cleaned with ``cleaning``. Last, the
+    pixels of ``prior`` ((H, W) bool, e.g. what other views say is object) that the cut gave to the
+    background are object after all unless the colour models find them likelier background: where the
+    colours cannot tell, the graph cut's smoothness alone decided them.
 
     Returns:
         (H, W) bool, or None when there is nothing to learn one of the two colour models from (or
@@ -253,6 +256,12 @@ def grabcut_labels(image: np.ndarray, labels: np.ndarray, *, iterations: int = 5
     seg = maybe_clean((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD), cleaning)
     if edge_threshold is not None and seg.any():
         _drop_mixed_edges(seg, crop, fgd, bgd, float(edge_threshold))
+    if prior is not None:
+        ask = prior[y0:y1, x0:x1] & ~seg
+        if ask.any():
+            colours = crop[ask].astype(np.float64)
+            ratio = gmm_loglik(fgd, colours) - gmm_loglik(bgd, colours)
+            seg[ask] = ratio >= 0
     out = np.zeros((h, w), bool)
     out[y0:y1, x0:x1] = seg
     return out

@@ -187,8 +187,10 @@ def co_segment(images: Images, cameras, *, init="auto", init_params: dict | None
             if last[b] is not None and np.count_nonzero(labels != last[b]) <= change * max(np.count_nonzero(m), 1):
                 return m  # its graph cut's input has not changed: the view is settled
             last[b] = labels
+            # what the hull adds to this view is object unless the view's colours favour background: the
+            # other views' evidence stands where this view cannot tell (a dark leg over its own shadow)
             out = grabcut_labels(items[b], labels, iterations=grabcut_iterations, edge_threshold=edge_threshold,
-                                 cleaning=options)
+                                 cleaning=options, prior=(labels == cv2.GC_PR_FGD) & ~m)
             return m.copy() if out is None else out
 
         refined = map_views(refine, ((b,) for b in range(len(items))), total=len(items),
@@ -220,7 +222,8 @@ def trimap(mask: np.ndarray, consensus: np.ndarray, support: np.ndarray | None =
       margin would hand them to the graph cut, whose smoothness erases them);
     - probable object: the rest of the mask within the consensus, and what the consensus adds
       farther than ``overhang`` px from the mask (the hull fills what the view missed: a hole, a
-      dark part, the object where it leaves the frame; the view's own colours then decide);
+      dark part, the object where it leaves the frame; it stays object unless the view's own
+      colours favour background, see :func:`co_segment`);
     - probable background: the consensus within ``overhang`` px outside the mask (the cubes of a
       voxel hull overhang the silhouette by about a voxel: there the mask's edge is the better
       one), what the view alone calls object (a blob no other view confirms: colour decides), and
