@@ -228,3 +228,13 @@ def test_a_dark_leg_over_its_own_shadow_is_kept_from_the_other_views(monkeypatch
     monkeypatch.setattr(multiview, "grabcut_labels", lambda *a, prior=None, **k: cut(*a, **k))
     colours_alone = kept(co_segment(mv.images, mv.cameras))
     assert with_hull >= 0.995 > colours_alone, (with_hull, colours_alone)
+
+
+def test_a_prior_of_the_wrong_shape_is_refused():
+    from carve.segmentation.classical import grabcut_labels
+
+    img = np.zeros((20, 20, 3), np.uint8)
+    labels = np.full((20, 20), cv2.GC_PR_BGD, np.uint8)
+    with pytest.raises(ValueError, match=r"prior must be an \(H, W\) = \(20, 20\) bool mask like labels, got bool "
+                                         r"of shape \(20, 19\)"):
+        grabcut_labels(img, labels, prior=np.zeros((20, 19), bool))

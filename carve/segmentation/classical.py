@@ -234,6 +234,9 @@ def grabcut_labels(image: np.ndarray, labels: np.ndarray, *, iterations: int = 5
     """
     check_grabcut(iterations, None, edge_threshold)
     h, w = labels.shape
+    if prior is not None and (np.shape(prior) != (h, w) or np.asarray(prior).dtype != np.bool_):
+        raise ValueError(f"prior must be an (H, W) = ({h}, {w}) bool mask like labels, got "
+                         f"{np.asarray(prior).dtype} of shape {np.shape(prior)}")
     ys, xs = np.nonzero(labels != cv2.GC_BGD)
     if len(ys) == 0:
         return None
