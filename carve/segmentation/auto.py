@@ -12,8 +12,9 @@ Middlebury). On the TUM bunny: mean IoU 0.974 against its ground truth.
 """
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -24,7 +25,7 @@ from carve.segmentation.colour import color_distance, downsample, kmeans, otsu_s
 from carve.segmentation.inputs import Images, as_images, as_masks
 from carve.segmentation.per_view import map_views
 
-__all__ = ["auto", "auto_choice", "auto_distances", "grabcut", "initial_masks", "object_colours"]
+__all__ = ["auto", "auto_choice", "auto_feature", "grabcut", "initial_masks", "object_colours"]
 
 log = logging.getLogger(__name__)
 
@@ -118,25 +119,29 @@ def auto(images: Images, *, min_chroma: float = 4.0, min_chroma_share: float = 0
     items = as_images(images)
     options = cleaning(clean, open_radius, keep_fraction, max_hole)
 
-    def view(im, d):
+    distance = auto_feature(items, min_chroma=min_chroma, min_chroma_share=min_chroma_share, cleaning=options)
+
+    def view(im):
+        d = distance(im)
         m = maybe_clean(d > max(otsu_split(d)[0], 2.3), options)  # as color_mask: never below one JND
         if refine:
             m = grabcut_mask(im, m, iterations=iterations, band=band, edge_threshold=edge_threshold,
                              cleaning=options)
         return m
 
-    distances = auto_distances(items, min_chroma=min_chroma, min_chroma_share=min_chroma_share, cleaning=options)
-    return map_views(view, zip(items, distances), total=len(items), desc="silhouettes", progress=progress)
+    return map_views(view, ((im,) for im in items), total=len(items), desc="silhouettes", progress=progress)
 
 
-def auto_distances(items: list[np.ndarray], *, min_chroma: float = 4.0, min_chroma_share: float = 0.25,
-                   cleaning: dict | None = None):
-    """Auto's feature, lazily per image: the CIELAB distance (H, W) float32 from the border model.
+def auto_feature(items: list[np.ndarray], *, min_chroma: float = 4.0, min_chroma_share: float = 0.25,
+                 cleaning: dict | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """Auto's feature for this image set: a function from an image (H, W, 3) uint8 to its CIELAB
+    distance (H, W) float32 from the border model.
 
     The feature (chromaticity or full CIELAB, :func:`auto_choice`) is chosen over the whole set, and
     the objects' colours (:func:`object_colours`) are learned over all views from a first pass at
     :data:`ANALYSIS_SIDE` px (masks cleaned with ``cleaning``), so that a view whose border holds the
-    object's colour does not call it background. Yields one map per image of ``items``.
+    object's colour does not call it background. The function is then applied view by view (in
+    parallel: :func:`carve.segmentation.per_view.map_views`).
     """
     choice = auto_choice(items, min_chroma=min_chroma, min_chroma_share=min_chroma_share)
     log.info("silhouettes(method='auto'): chroma contrast %.1f, eta %.3f vs %.3f, share %.2f -> color(%s)",
@@ -144,10 +149,10 @@ def auto_distances(items: list[np.ndarray], *, min_chroma: float = 4.0, min_chro
              choice["params"])
     lw = choice["params"]["lightness_weight"]
     small = [downsample(im, ANALYSIS_SIDE) for im in items]
-    first = [color_mask(im, lightness_weight=lw, cleaning=cleaning) for im in small]
+    first = map_views(lambda im: color_mask(im, lightness_weight=lw, cleaning=cleaning), ((im,) for im in small),
+                      total=len(small), desc="colour models", progress=False)
     centres = object_colours(small, first, lw)
-    for im in items:
-        yield color_distance(im, lightness_weight=lw, object_centres=centres)
+    return functools.partial(color_distance, lightness_weight=lw, object_centres=centres)
 
 
 def grabcut(images: Images, *, init: str | Sequence[np.ndarray] = "auto", iterations: int = 5,

@@ -24,6 +24,7 @@ from carve.hull import EmptyHullWarning, border_views, carve, outside_per_view
 from carve.hull.bounds import UnboundedRegionError
 from carve.hull.reprojection import reproject
 from carve.segmentation.clean import maybe_clean
+from carve.segmentation.per_view import map_views
 
 __all__ = ["consistent_masks", "SCALES", "SCAN_RESOLUTION", "MIN_GAIN", "LENIENT", "FLOOR"]
 
@@ -70,8 +71,12 @@ def consistent_masks(distances: list[np.ndarray], cameras, *, vote_share: float,
     otsu = [max(otsu_split(d)[0], FLOOR) for d in distances]
     cams = cameras.numpy()
     scores, candidates, leaving = {}, {}, None
+    def thresholded(scale):
+        return map_views(lambda d, t: maybe_clean(d > max(scale * t, FLOOR), cleaning), zip(distances, otsu),
+                         total=len(distances), desc="threshold", progress=False)
+
     for scale in SCALES:
-        masks = [maybe_clean(d > max(scale * t, FLOOR), cleaning) for d, t in zip(distances, otsu)]
+        masks = thresholded(scale)
         border = int(border_views(np.stack(masks)).sum())
         leaving = border if leaving is None else leaving
         candidates[scale] = masks
@@ -81,7 +86,7 @@ def consistent_masks(distances: list[np.ndarray], cameras, *, vote_share: float,
     if valid:
         top = max(scores[k] for k in valid)
         best = next(k for k in valid if scores[k] >= top - MIN_GAIN)  # the highest threshold that is as good
-    lenient = [maybe_clean(d > max(LENIENT * best * t, FLOOR), cleaning) for d, t in zip(distances, otsu)]
+    lenient = thresholded(LENIENT * best)
     return candidates[best], lenient, best, scores
 
 

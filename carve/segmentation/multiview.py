@@ -44,7 +44,6 @@ from carve.segmentation.classical import check_grabcut, grabcut_labels
 from carve.segmentation.clean import cleaning, disk
 from carve.segmentation.inputs import Images, as_images
 from carve.segmentation.per_view import map_views
-from data.progress import progress as progress_bar
 
 __all__ = ["CoSegmentation", "co_segment", "trimap", "VOTE_SHARE", "VOTER_AGREEMENT", "CHANGE", "MAX_ITERATIONS",
            "BOX_MARGIN", "EDGE_PX"]
@@ -261,7 +260,7 @@ def _initial(items, cams, init, init_params, consistent, vote_share, progress) -
         return initial_masks(items, init, progress=progress, **params), None
     import inspect
 
-    from carve.segmentation.auto import auto, auto_distances
+    from carve.segmentation.auto import auto, auto_feature
     from carve.segmentation.consistent import consistent_masks
 
     # auto's colour steps; its GrabCut step is what the loop's graph cuts do, with the hull's help
@@ -273,9 +272,10 @@ def _initial(items, cams, init, init_params, consistent, vote_share, progress) -
     opts = {k: p.default for k, p in inspect.signature(auto).parameters.items() if k in accepted}
     opts.update(params)
     options = cleaning(opts["clean"], opts["open_radius"], opts["keep_fraction"], opts["max_hole"])
-    distances = list(progress_bar(auto_distances(items, min_chroma=opts["min_chroma"],
-                                                 min_chroma_share=opts["min_chroma_share"], cleaning=options),
-                                  desc="colour distance", total=len(items), enabled=progress))
+    distance = auto_feature(items, min_chroma=opts["min_chroma"], min_chroma_share=opts["min_chroma_share"],
+                            cleaning=options)
+    distances = map_views(distance, ((im,) for im in items), total=len(items), desc="colour distance",
+                          progress=progress)
     masks, lenient, scale, scores = consistent_masks(distances, cams, vote_share=vote_share, cleaning=options)
     return masks, {"threshold_scale": scale, "agreement": scores, "lenient": lenient}
 
