@@ -21,7 +21,7 @@ import numpy as np
 
 from carve.segmentation.classical import check_grabcut, color, color_mask, grabcut_mask, otsu, threshold
 from carve.segmentation.clean import clean_mask, cleaning, disk, maybe_clean
-from carve.segmentation.colour import color_distance, downsample, kmeans, otsu_split, weighted_lab
+from carve.segmentation.colour import JND, color_distance, downsample, kmeans, otsu_split, weighted_lab
 from carve.segmentation.inputs import Images, as_images, as_masks
 from carve.segmentation.per_view import map_views
 
@@ -118,12 +118,11 @@ def auto(images: Images, *, min_chroma: float = 4.0, min_chroma_share: float = 0
         check_grabcut(iterations, band, edge_threshold)
     items = as_images(images)
     options = cleaning(clean, open_radius, keep_fraction, max_hole)
-
     distance = auto_feature(items, min_chroma=min_chroma, min_chroma_share=min_chroma_share, cleaning=options)
 
     def view(im):
         d = distance(im)
-        m = maybe_clean(d > max(otsu_split(d)[0], 2.3), options)  # as color_mask: never below one JND
+        m = maybe_clean(d > max(otsu_split(d)[0], JND), options)  # as color_mask
         if refine:
             m = grabcut_mask(im, m, iterations=iterations, band=band, edge_threshold=edge_threshold,
                              cleaning=options)

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from carve.segmentation.clean import cleaning, disk, maybe_clean
-from carve.segmentation.colour import border_pixels, border_width, color_distance, gray, otsu_split
+from carve.segmentation.colour import JND, border_pixels, border_width, color_distance, gray, otsu_split
 from carve.segmentation.inputs import Images, as_images
 from data.progress import progress as progress_bar
 
@@ -164,7 +164,7 @@ def color_mask(image: np.ndarray, *, lightness_weight: float = 1.0, clusters: in
     d = color_distance(image, lightness_weight, clusters, border, min_share, object_centres)
     if threshold is None:
         t, _, _ = otsu_split(d)
-        t = max(t, 2.3)  # never below one just-noticeable difference: an empty scene stays empty
+        t = max(t, JND)
     else:
         t = float(threshold)
     return maybe_clean(d > t, cleaning)

@@ -12,8 +12,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["lab", "weighted_lab", "gray", "downsample", "border_width", "border_pixels", "otsu_split",
+__all__ = ["JND", "lab", "weighted_lab", "gray", "downsample", "border_width", "border_pixels", "otsu_split",
            "kmeans", "nearest", "border_model", "color_distance"]
+
+#: one just-noticeable difference in CIELAB: no colour-distance threshold goes below it, so an empty
+#: scene stays empty
+JND = 2.3
 
 
 def lab(image: np.ndarray) -> np.ndarray:

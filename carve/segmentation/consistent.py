@@ -24,6 +24,7 @@ from carve.hull import EmptyHullWarning, border_views, carve, outside_per_view
 from carve.hull.bounds import UnboundedRegionError
 from carve.hull.reprojection import reproject
 from carve.segmentation.clean import maybe_clean
+from carve.segmentation.colour import JND, otsu_split
 from carve.segmentation.per_view import map_views
 
 __all__ = ["consistent_masks", "SCALES", "SCAN_RESOLUTION", "MIN_GAIN", "LENIENT", "FLOOR"]
@@ -47,7 +48,7 @@ SCAN_RESOLUTION = 64
 #: pixels (shadows, noise) differ from view to view and are carved by the others
 LENIENT = 0.5
 #: never threshold below one just-noticeable difference in CIELAB: an empty scene stays empty
-FLOOR = 2.3
+FLOOR = JND
 
 
 def consistent_masks(distances: list[np.ndarray], cameras, *, vote_share: float, cleaning: dict | None,
@@ -66,12 +67,11 @@ def consistent_masks(distances: list[np.ndarray], cameras, *, vote_share: float,
         {scale: mean IoU of masks and hull reprojection, or None when that scale was ruled out (more
         views leaving the frame than at Otsu's threshold, or no hull)}).
     """
-    from carve.segmentation.colour import otsu_split
-
     otsu = [max(otsu_split(d)[0], FLOOR) for d in distances]
     cams = cameras.numpy()
     scores, candidates, leaving = {}, {}, None
-    def thresholded(scale):
+
+    def thresholded(scale):  # every view's mask at ``scale`` times its Otsu level, cleaned
         return map_views(lambda d, t: maybe_clean(d > max(scale * t, FLOOR), cleaning), zip(distances, otsu),
                          total=len(distances), desc="threshold", progress=False)
 
