@@ -82,6 +82,36 @@ def test_incremental_buffers_equal_a_fresh_walk():
     np.testing.assert_allclose(buffers.hit_t, fresh.hit_t)
 
 
+def _edge_test(side_colours, top_colours):
+    """The photo test of the voxel on the edge where a block's +x and +z faces meet, seen by four
+    views off +x with ``side_colours`` and by four off +z with ``top_colours``: (inconsistent, seen)."""
+    occ = np.zeros((4, 4, 4), bool)
+    occ[:3, :, :3] = True
+    grid = VoxelGrid(occ, [0.0, 0.0, 0.0], 1.0)
+    edge = np.array([2.5, 1.5, 2.5])
+    side = Camera.look_at(edge + [[9, -1, 0.5], [9, 1, 0.5], [9, -1, -0.5], [9, 1, -0.5]], edge, up=(0, 0, 1),
+                          fov=20, width=32, height=32)
+    top = Camera.look_at(edge + [[-1, -1, 9], [1, -1, 9], [-1, 1, 9], [1, 1, 9]], edge, up=(0, 1, 0),
+                         fov=20, width=32, height=32)
+    images = np.empty((8, 32, 32, 3), np.float32)
+    images[:] = np.asarray(list(side_colours) + list(top_colours), np.float32)[:, None, None]
+    buffers = ItemBuffers(grid.occupancy.reshape(-1).view(np.uint8), grid, Camera.concat([side, top]), images)
+    buffers.update()
+    bad, seen, _ = buffers.test(np.array([np.ravel_multi_index((2, 1, 2), occ.shape)]), 2.0, 0.5, 0.75, 4)
+    return bool(bad[0]), int(seen[0])
+
+
+def test_two_faces_under_two_shadings_are_one_surface():
+    lit, shaded, mixed = [(100, 50, 30)] * 4, [(60, 30, 18)] * 4, [(60, 30, 18), (100, 50, 30), (20, 80, 40), (90, 20, 60)]
+    # the top face at 0.6 of the side face's brightness: each face agrees with itself (Lambertian),
+    # though the eight views split four to four
+    assert _edge_test(lit, shaded) == (False, 8)
+    # the views of each face disagree among themselves: free space seen through the voxel
+    assert _edge_test(mixed, mixed[::-1]) == (True, 8)
+    # one face consistent is a surface the views see: kept
+    assert _edge_test(lit, mixed) == (False, 8)
+
+
 # ------------------------------------------------------------------------------------ the carve
 def test_space_carving_opens_the_bowl_and_keeps_the_object(bowl):
     mv, hull, truth = bowl

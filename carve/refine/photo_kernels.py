@@ -10,10 +10,12 @@ resumes where it stopped: over a whole run each ray is walked about once, not on
 
 Photo-consistency of a voxel: in each view that sees it (its pixel's ray enters it within ``tol``
 of its centre's depth, or the ray to the centre itself is free), the mean colour and spread of a
-3 x 3 bilinear window as wide as the voxel's footprint. The view agrees when its colour is within
-``tau_abs + tau_rel * spread`` of the per-channel median over the views; the voxel is inconsistent
-when fewer than ``quorum`` of the views agree, and it is tested only when at least ``min_views`` see
-it. The reasons for the numbers are in :mod:`carve.refine.photo`.
+3 x 3 bilinear window as wide as the voxel's footprint. Each view is assigned the voxel's exposed
+face (no occupied neighbour) that faces it most, and the views of each face are tested alone: a view
+agrees when its colour is within ``tau_abs + tau_rel * spread`` of the per-channel median over that
+face's views, and the face disagrees when fewer than ``quorum`` of them agree. The voxel is
+inconsistent when every face seen by at least ``min_views`` views disagrees, or, where no face is,
+when the views together disagree. The reasons for the numbers are in :mod:`carve.refine.photo`.
 """
 from __future__ import annotations
 
@@ -153,6 +155,50 @@ def _median(values, n):  # pragma: no cover - compiled
     return values[half] if n % 2 else 0.5 * (values[half - 1] + values[half])
 
 
+@njit(cache=True, fastmath=False)
+def _disagree(sc, m, group, tau_abs, tau_rel, quorum):  # pragma: no cover - compiled
+    """(views, whether fewer than ``quorum`` of them agree with their median colour) over the first m
+    rows of sc (view colour 0..2, spread 3, work 4, face 5) whose face is ``group`` (-1: all)."""
+    ref = np.empty(3)
+    count = 0
+    for c in range(4):
+        count = 0
+        for a in range(m):
+            if group < 0 or sc[a, 5] == group:
+                sc[count, 4] = sc[a, c]
+                count += 1
+        if count == 0:
+            return 0, False
+        if c < 3:
+            ref[c] = _median(sc[:, 4], count)
+    spread_median = _median(sc[:, 4], count)
+    agree = 0
+    for a in range(m):
+        if group < 0 or sc[a, 5] == group:
+            dev = 0.0
+            for c in range(3):
+                dev = max(dev, abs(sc[a, c] - ref[c]))
+            if dev <= tau_abs + tau_rel * max(sc[a, 3], spread_median):
+                agree += 1
+    return count, agree < quorum * count
+
+
+@njit(cache=True, fastmath=False)
+def _facing(exposed, dx, dy, dz):  # pragma: no cover - compiled
+    """The exposed face (bit f of ``exposed``, faces -x, +x, -y, +y, -z, +z) whose outward normal is
+    closest to the direction (dx, dy, dz) towards the camera; 6 when no face is exposed."""
+    face = 6
+    best = -np.inf
+    for f in range(6):
+        if exposed >> f & 1:
+            d = dx if f < 2 else (dy if f < 4 else dz)
+            d = d if f % 2 else -d
+            if d > best:
+                best = d
+                face = f
+    return face
+
+
 @njit(parallel=True, cache=True, fastmath=False)
 def consistency(cand, occ, nx, ny, nz, lo, s, P, C, focal, images, hit_t, tol, tau_abs, tau_rel, quorum, min_views,
                 scratch, seen, inconsistent, color):  # pragma: no cover - compiled
@@ -174,6 +220,10 @@ def consistency(cand, occ, nx, ny, nz, lo, s, P, C, focal, images, hit_t, tol, t
         x = lo[0] + (i + 0.5) * s
         y = lo[1] + (j + 0.5) * s
         z = lo[2] + (k + 0.5) * s
+        # bit f: face f (-x, +x, -y, +y, -z, +z) has no occupied neighbour
+        exposed = ((i == 0 or occ[flat - ny * nz] == 0) | (i == nx - 1 or occ[flat + ny * nz] == 0) << 1
+                   | (j == 0 or occ[flat - nz] == 0) << 2 | (j == ny - 1 or occ[flat + nz] == 0) << 3
+                   | (k == 0 or occ[flat - 1] == 0) << 4 | (k == nz - 1 or occ[flat + 1] == 0) << 5)
         m = 0
         for b in range(B):
             w = P[b, 2, 0] * x + P[b, 2, 1] * y + P[b, 2, 3] + P[b, 2, 2] * z
@@ -207,6 +257,7 @@ def consistency(cand, occ, nx, ny, nz, lo, s, P, C, focal, images, hit_t, tol, t
                 scratch[n, m, c] = mean
                 total += max(acc2 / 9.0 - mean * mean, 0.0)
             scratch[n, m, 3] = np.sqrt(total / 3.0)
+            scratch[n, m, 5] = _facing(exposed, C[b, 0] - x, C[b, 1] - y, C[b, 2] - z)
             m += 1
         seen[n] = m
         inconsistent[n] = 0
@@ -220,18 +271,20 @@ def consistency(cand, occ, nx, ny, nz, lo, s, P, C, focal, images, hit_t, tol, t
             color[n, c] = _median(scratch[n, :, 4], m)
         if m < min_views:
             continue
-        for a in range(m):
-            scratch[n, a, 4] = scratch[n, a, 3]
-        spread_median = _median(scratch[n, :, 4], m)
-        agree = 0
-        for a in range(m):
-            dev = 0.0
-            for c in range(3):
-                dev = max(dev, abs(scratch[n, a, c] - color[n, c]))
-            if dev <= tau_abs + tau_rel * max(scratch[n, a, 3], spread_median):
-                agree += 1
-        if agree < quorum * m:
-            inconsistent[n] = 1
+        # each face's views alone where enough see it (a Lambertian face has one colour in all of
+        # them, two faces of an edge need not); inconsistent when every such face disagrees, or,
+        # where no face has enough views, when all the views together do
+        faces = 0
+        bad = 0
+        for f in range(7):
+            count, out = _disagree(scratch[n], m, f, tau_abs, tau_rel, quorum)
+            if count >= min_views:
+                faces += 1
+                bad += out
+        if faces:
+            inconsistent[n] = bad == faces
+        else:
+            inconsistent[n] = _disagree(scratch[n], m, -1, tau_abs, tau_rel, quorum)[1]
 
 
 def warm_up() -> None:
@@ -247,5 +300,5 @@ def warm_up() -> None:
     P = np.concatenate([np.eye(3), [[0.0], [0.0], [2.0]]], axis=1)[None]
     cand = np.arange(2, dtype=np.int64)
     consistency(cand, occ, 2, 2, 2, lo, 1.0, P, C, np.ones(1), np.zeros((1, 2, 2, 3), np.float32), hit_t, 1.0, 8.0, 1.0, 0.5, 3,
-                np.zeros((2, 1, 5), np.float32), np.zeros(2, np.int32), np.zeros(2, np.uint8),
+                np.zeros((2, 1, 6), np.float32), np.zeros(2, np.int32), np.zeros(2, np.uint8),
                 np.zeros((2, 3), np.float32))

@@ -12,7 +12,7 @@ from geometry import Camera
 
 __all__ = ["ItemBuffers", "depth_maps"]
 
-#: candidates tested per kernel call: bounds the (chunk, views, 5) float32 work space
+#: candidates tested per kernel call: bounds the (chunk, views, 6) float32 work space
 _CHUNK = 16384
 
 
@@ -94,7 +94,7 @@ class ItemBuffers:
         bad = np.zeros(n, np.uint8)
         seen = np.zeros(n, np.int32)
         color = np.zeros((n, 3), np.float32)
-        scratch = np.empty((min(n, _CHUNK), len(self.P), 5), np.float32)
+        scratch = np.empty((min(n, _CHUNK), len(self.P), 6), np.float32)
         for a in range(0, n, _CHUNK):
             b = min(a + _CHUNK, n)
             self.k.consistency(cand[a:b], self.occ, nx, ny, nz, self.grid.lo, self.grid.voxel_size, self.P, self.C, self.focal,
