@@ -10,8 +10,9 @@ resumes where it stopped: over a whole run each ray is walked about once, not on
 
 Photo-consistency of a voxel: in each view that sees it (its pixel's ray enters it within ``tol``
 of its centre's depth, or the ray to the centre itself is free), the mean colour and spread of a
-3 x 3 bilinear window as wide as the voxel's footprint. Each view is assigned the voxel's exposed
-face (no occupied neighbour) that faces it most, and the views of each face are tested alone: a view
+3 x 3 bilinear window as wide as the voxel's footprint, centred on the projection of the centre of
+the voxel's exposed face (no occupied neighbour) that faces the view most. The views of each face
+are tested alone: a view
 agrees when its colour is within ``tau_abs + tau_rel * spread`` of the per-channel median over that
 face's views, and the face disagrees when fewer than ``quorum`` of them agree. The voxel is
 inconsistent when every face seen by at least ``min_views`` views disagrees, or, where no face is,
@@ -243,6 +244,19 @@ def consistency(cand, occ, nx, ny, nz, lo, s, P, C, focal, images, hit_t, tol, t
                                  (x - C[b, 0]) / s, (y - C[b, 1]) / s, (z - C[b, 2]) / s, 0.0)
                 if first != flat:
                     continue
+            face = _facing(exposed, C[b, 0] - x, C[b, 1] - y, C[b, 2] - z)
+            if face < 6:  # read the colour where the surface is, on that face, not half a voxel behind it
+                fx, fy, fz = x, y, z
+                half = 0.5 * s if face % 2 else -0.5 * s
+                if face < 2:
+                    fx += half
+                elif face < 4:
+                    fy += half
+                else:
+                    fz += half
+                w = P[b, 2, 0] * fx + P[b, 2, 1] * fy + P[b, 2, 3] + P[b, 2, 2] * fz
+                u = (P[b, 0, 0] * fx + P[b, 0, 1] * fy + P[b, 0, 3] + P[b, 0, 2] * fz) / w
+                v = (P[b, 1, 0] * fx + P[b, 1, 1] * fy + P[b, 1, 3] + P[b, 1, 2] * fz) / w
             r = 0.5 * s * focal[b] / w  # half the voxel's footprint, pixels
             total = 0.0
             for c in range(3):
@@ -257,7 +271,7 @@ def consistency(cand, occ, nx, ny, nz, lo, s, P, C, focal, images, hit_t, tol, t
                 scratch[n, m, c] = mean
                 total += max(acc2 / 9.0 - mean * mean, 0.0)
             scratch[n, m, 3] = np.sqrt(total / 3.0)
-            scratch[n, m, 5] = _facing(exposed, C[b, 0] - x, C[b, 1] - y, C[b, 2] - z)
+            scratch[n, m, 5] = face
             m += 1
         seen[n] = m
         inconsistent[n] = 0
