@@ -106,6 +106,18 @@ def test_empty_initial_masks_in_some_views_are_filled(views):
     assert mask_iou_per_mask(list(masks), truth)[[1, 9]].min() > 0.9
 
 
+def test_masks_that_bound_nothing_are_described_in_the_error(views):
+    # masks that hold all but the top of each image (the backdrop taken for the object) touch the
+    # border in every view, so no view bounds the region
+    from carve.hull.bounds import UnboundedRegionError
+
+    h, w = views.silhouettes[0].shape
+    below = [np.pad(np.ones((h - 10, w), bool), ((10, 0), (0, 0)))] * len(views)
+    with pytest.raises(UnboundedRegionError, match=r"initial masks \(init='given'\) hold 86% of each image on "
+                                                   r"average and 12 of 12 touch the image border"):
+        co_segment(views.images, views.cameras, init=below, resolution=32)
+
+
 def test_trimap_keeps_what_both_agree_on_and_lets_colour_decide_the_rest():
     mask = np.zeros((30, 30), bool); mask[5:20, 5:20] = True
     consensus = np.zeros_like(mask); consensus[5:25, 5:20] = True  # the hull fills a part the view missed

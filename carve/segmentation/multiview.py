@@ -36,6 +36,7 @@ import numpy as np
 
 from carve.grid import VoxelGrid
 from carve.hull import EmptyHullWarning, carve, outside_per_view, robust_carve
+from carve.hull.bounds import UnboundedRegionError
 from carve.hull.agreement import SLACK_CAP_PX, VIEW_SHARE
 from carve.hull.checks import camera_matrices, check_image_size
 from carve.hull.reprojection import reproject
@@ -152,8 +153,16 @@ def co_segment(images: Images, cameras, *, init="auto", init_params: dict | None
     lenient = scan.pop("lenient") if scan else None
     # the box and the slack from the evidence the hull will be carved from, so the box holds what
     # the lenient masks add back (a part the chosen threshold lost in many views)
-    first, report = robust_carve(np.stack(_evidence(masks, lenient)), cams, resolution, bounds=bounds,
-                                 outside=_outside(masks), max_slack=max_slack)
+    outside = _outside(masks)
+    try:
+        first, report = robust_carve(np.stack(_evidence(masks, lenient)), cams, resolution, bounds=bounds,
+                                     outside=outside, max_slack=max_slack)
+    except UnboundedRegionError as err:  # the views, or masks that hold the background too: say which
+        share = float(np.mean([m.mean() for m in masks]))
+        raise UnboundedRegionError(
+            f"{err}; co_segment's initial masks (init={init if isinstance(init, str) else 'given'!r}) hold "
+            f"{share:.0%} of each image on average and {outside.count('keep')} of {len(masks)} touch the image "
+            "border, where a view bounds nothing: if they hold more than the object, pass masks as init") from err
     slack = report.slack
     if not first.count():
         log.warning("co_segment: the initial masks carve nothing (%s); returning them unrefined",
