@@ -5,7 +5,7 @@ import pytest
 import carve
 import data
 from carve.grid import VoxelGrid
-from carve.refine import depth_maps, space_carve
+from carve.refine import HIGHLIGHT, depth_maps, space_carve
 from carve.refine.visibility import ItemBuffers
 from data import objects
 from data.renderer import THREE_LIGHTS
@@ -83,21 +83,22 @@ def test_incremental_buffers_equal_a_fresh_walk():
 
 
 def _edge_test(side_colours, top_colours):
-    """The photo test of the voxel on the edge where a block's +x and +z faces meet, seen by four
-    views off +x with ``side_colours`` and by four off +z with ``top_colours``: (inconsistent, seen)."""
+    """The photo test of the voxel on the edge where a block's +x and +z faces meet, seen by views off
+    +x with ``side_colours`` and by views off +z with ``top_colours``: (inconsistent, seen)."""
     occ = np.zeros((4, 4, 4), bool)
     occ[:3, :, :3] = True
     grid = VoxelGrid(occ, [0.0, 0.0, 0.0], 1.0)
     edge = np.array([2.5, 1.5, 2.5])
-    side = Camera.look_at(edge + [[9, -1, 0.5], [9, 1, 0.5], [9, -1, -0.5], [9, 1, -0.5]], edge, up=(0, 0, 1),
+    ring = [(np.cos(t), np.sin(t)) for t in np.linspace(0, 2 * np.pi, max(len(side_colours), len(top_colours)) + 1)[:-1]]
+    side = Camera.look_at(edge + [[9, a, 0.5 * b] for a, b in ring[:len(side_colours)]], edge, up=(0, 0, 1),
                           fov=20, width=32, height=32)
-    top = Camera.look_at(edge + [[-1, -1, 9], [1, -1, 9], [-1, 1, 9], [1, 1, 9]], edge, up=(0, 1, 0),
+    top = Camera.look_at(edge + [[a, b, 9] for a, b in ring[:len(top_colours)]], edge, up=(0, 1, 0),
                          fov=20, width=32, height=32)
-    images = np.empty((8, 32, 32, 3), np.float32)
+    images = np.empty((len(side) + len(top), 32, 32, 3), np.float32)
     images[:] = np.asarray(list(side_colours) + list(top_colours), np.float32)[:, None, None]
     buffers = ItemBuffers(grid.occupancy.reshape(-1).view(np.uint8), grid, Camera.concat([side, top]), images)
     buffers.update()
-    bad, seen, _ = buffers.test(np.array([np.ravel_multi_index((2, 1, 2), occ.shape)]), 2.0, 0.5, 0.75, 4)
+    bad, seen, _ = buffers.test(np.array([np.ravel_multi_index((2, 1, 2), occ.shape)]), 2.0, 0.5, 0.75, 4, HIGHLIGHT)
     return bool(bad[0]), int(seen[0])
 
 
@@ -110,6 +111,14 @@ def test_two_faces_under_two_shadings_are_one_surface():
     assert _edge_test(mixed, mixed[::-1]) == (True, 8)
     # one face consistent is a surface the views see: kept
     assert _edge_test(lit, mixed) == (False, 8)
+
+
+def test_a_highlight_agrees_and_a_brighter_colour_does_not():
+    lit = (100, 50, 30)
+    glossy = [lit] * 3 + [(170, 120, 100), (165, 115, 95)]  # two views of five under a white highlight
+    assert _edge_test(glossy, glossy) == (False, 10)
+    brighter = [lit] * 3 + [(160, 80, 48), (150, 75, 45)]  # as bright, but the colour scaled: not a highlight
+    assert _edge_test(brighter, brighter) == (True, 10)
 
 
 # ------------------------------------------------------------------------------------ the carve
@@ -144,6 +153,16 @@ def test_one_view_at_another_exposure_does_not_carve_the_object(bowl):
     result = space_carve(images, mv.cameras, hull, progress=False)
     precision, carved = _precision(hull, result, truth)
     assert precision >= 0.97 and carved > 0
+
+
+def test_glossy_highlights_do_not_carve_the_object():
+    # at this small scale (64, 24 views of 160 x 120): precision 0.946, 1.2% of the mug carved;
+    # reading no highlight, 0.913 and 2.4%
+    mv, hull, truth = _scene("mug", specular=0.5)
+    result = space_carve(mv.images, mv.cameras, hull, progress=False)
+    precision, carved = _precision(hull, result, truth)
+    assert precision >= 0.93 and carved > 0
+    assert (hull.occupancy & truth & ~result.occupancy).sum() < 0.015 * truth.sum()
 
 
 def test_space_carving_from_masks_starts_at_their_hull(bowl):

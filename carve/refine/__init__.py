@@ -8,8 +8,9 @@
   gate that refuses depth no better than a constant.
 """
 from carve.refine.visibility import ItemBuffers, depth_maps
-from carve.refine.photo import MIN_VIEWS, NOISE_SIGMAS, PHOTO_THRESHOLD, QUORUM, image_noise, space_carve
+from carve.refine.photo import HIGHLIGHT, MIN_VIEWS, NOISE_SIGMAS, PHOTO_THRESHOLD, QUORUM, image_noise, space_carve
 from carve.refine.fusion import DepthGateWarning, FusionReport, fuse_depth
 
 __all__ = ["space_carve", "fuse_depth", "FusionReport", "DepthGateWarning", "depth_maps", "ItemBuffers", "image_noise",
-           "PHOTO_THRESHOLD", "NOISE_SIGMAS", "QUORUM", "MIN_VIEWS"]
+           "PHOTO_THRESHOLD", "NOISE_SIGMAS", "QUORUM", "MIN_VIEWS",
+           "HIGHLIGHT"]

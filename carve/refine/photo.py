@@ -36,6 +36,15 @@ The photo-consistency test, and the reason for each constant:
   free space, whose views see different surface points through it, rarely finds three quarters in
   agreement. Measured on the textured mug and bowl: a half quorum keeps a fat band of free space
   (bowl IoU 0.50), nine tenths starts eating the object (precision 0.90).
+- A highlight adds the light's own colour (white, after white balance) to the surface's. A view
+  brighter than the face's median by at least ``HIGHLIGHT`` = 3 thresholds in every channel, three
+  times what noise and resampling may do, is compared after taking that common offset away: it
+  agrees when the rest is within the threshold. A brighter part of a coloured texture or of the
+  shading scales the channels, not shifts them alike, and still disagrees. Measured on the glossy
+  mug: the object voxels carved by mistake fall from 11,573 to 2,989 (precision 0.932 to 0.980).
+  Its cost is that a texture that varies towards white reads as highlights too: the bowl's IoU falls
+  0.711 to 0.651 (the mug's 0.495 to 0.484). At 4 thresholds the glossy mug keeps 0.974 and the
+  bowl 0.680; at 6, 0.960 and 0.701.
 - The voxel is inconsistent when every face that at least ``min_views`` = 4 views see disagrees
   (four: the smallest number in which three quarters can outvote one bad view); one face the views
   agree on is a surface they see. Where no face has four views, the views are pooled, as for a
@@ -65,7 +74,7 @@ from carve.grid import VoxelGrid, surface_voxels
 from carve.refine.visibility import ItemBuffers
 from geometry import Camera
 
-__all__ = ["space_carve", "image_noise", "PHOTO_THRESHOLD", "NOISE_SIGMAS", "QUORUM", "MIN_VIEWS"]
+__all__ = ["space_carve", "image_noise", "PHOTO_THRESHOLD", "NOISE_SIGMAS", "QUORUM", "MIN_VIEWS", "HIGHLIGHT"]
 
 #: grey levels (of 255) a view may differ from the median colour beyond its noise (module docstring)
 PHOTO_THRESHOLD = 2.0
@@ -77,6 +86,8 @@ SPREAD_WEIGHT = 0.5
 QUORUM = 0.75
 #: views that must see a voxel before it may be carved (module docstring)
 MIN_VIEWS = 4
+#: thresholds by which a view must be brighter in every channel to be read as a highlight (module docstring)
+HIGHLIGHT = 3.0
 
 
 def _check_images(images, cameras: Camera) -> np.ndarray:
@@ -191,7 +202,7 @@ def space_carve(images, cameras: Camera, start: VoxelGrid | None = None, *, mask
     for _ in bar:
         if not len(cand) or len(sweeps) >= max_sweeps:
             break
-        bad, _, _ = buffers.test(cand, threshold, SPREAD_WEIGHT, QUORUM, min_views)
+        bad, _, _ = buffers.test(cand, threshold, SPREAD_WEIGHT, QUORUM, min_views, HIGHLIGHT)
         gone = cand[bad & ~needed[cand]]
         if not len(gone):
             sweeps.append(0)
@@ -232,7 +243,7 @@ def _colors(buffers: ItemBuffers, occupancy: np.ndarray) -> np.ndarray:
     flat = np.flatnonzero(occupancy)
     colors = np.full((len(flat), 3), 128, np.uint8)
     surface = np.flatnonzero(surface_voxels(occupancy))
-    _, seen, color = buffers.test(surface, PHOTO_THRESHOLD, SPREAD_WEIGHT, QUORUM, MIN_VIEWS)  # the colours alone
+    _, seen, color = buffers.test(surface, PHOTO_THRESHOLD, SPREAD_WEIGHT, QUORUM, MIN_VIEWS, HIGHLIGHT)  # the colours alone
     where = np.searchsorted(flat, surface)
     colors[where[seen > 0]] = np.clip(color[seen > 0] + 0.5, 0, 255).astype(np.uint8)
     return colors

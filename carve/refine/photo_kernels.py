@@ -14,7 +14,8 @@ of its centre's depth, or the ray to the centre itself is free), the mean colour
 the voxel's exposed face (no occupied neighbour) that faces the view most. The views of each face
 are tested alone: a view
 agrees when its colour is within ``tau_abs + tau_rel * spread`` of the per-channel median over that
-face's views, and the face disagrees when fewer than ``quorum`` of them agree. The voxel is
+face's views (after taking away the common offset of a view brighter by at least ``highlight *
+tau_abs`` in every channel), and the face disagrees when fewer than ``quorum`` of them agree. The voxel is
 inconsistent when every face seen by at least ``min_views`` views disagrees, or, where no face is,
 when the views together disagree. The reasons for the numbers are in :mod:`carve.refine.photo`.
 """
@@ -157,9 +158,11 @@ def _median(values, n):  # pragma: no cover - compiled
 
 
 @njit(cache=True, fastmath=False)
-def _disagree(sc, m, group, tau_abs, tau_rel, quorum):  # pragma: no cover - compiled
+def _disagree(sc, m, group, tau_abs, tau_rel, quorum, highlight):  # pragma: no cover - compiled
     """(views, whether fewer than ``quorum`` of them agree with their median colour) over the first m
-    rows of sc (view colour 0..2, spread 3, work 4, face 5) whose face is ``group`` (-1: all)."""
+    rows of sc (view colour 0..2, spread 3, work 4, face 5) whose face is ``group`` (-1: all). A view
+    brighter than the median by at least ``highlight * tau_abs`` in every channel is compared after
+    taking that common (white) offset away."""
     ref = np.empty(3)
     count = 0
     for c in range(4):
@@ -176,9 +179,12 @@ def _disagree(sc, m, group, tau_abs, tau_rel, quorum):  # pragma: no cover - com
     agree = 0
     for a in range(m):
         if group < 0 or sc[a, 5] == group:
+            white = min(sc[a, 0] - ref[0], sc[a, 1] - ref[1], sc[a, 2] - ref[2])
+            if white < highlight * tau_abs:
+                white = 0.0
             dev = 0.0
             for c in range(3):
-                dev = max(dev, abs(sc[a, c] - ref[c]))
+                dev = max(dev, abs(sc[a, c] - ref[c] - white))
             if dev <= tau_abs + tau_rel * max(sc[a, 3], spread_median):
                 agree += 1
     return count, agree < quorum * count
@@ -202,12 +208,12 @@ def _facing(exposed, dx, dy, dz):  # pragma: no cover - compiled
 
 @njit(parallel=True, cache=True, fastmath=False)
 def consistency(cand, occ, nx, ny, nz, lo, s, P, C, focal, images, hit_t, tol, tau_abs, tau_rel, quorum, min_views,
-                scratch, seen, inconsistent, color):  # pragma: no cover - compiled
+                highlight, scratch, seen, inconsistent, color):  # pragma: no cover - compiled
     """Photo-consistency of the candidate voxels ``cand`` (N,) (flat indices) against the item buffers.
 
     P: (B, 3, 4) projection matrices; focal: (B,) mean focal length in pixels (the footprint's size);
     images: (B, H, W, 3) float32; hit_t: (B, H, W) the item buffers' depths; tol: depth tolerance
-    (world units) for "in front"; tau_abs, tau_rel, min_views: the test (module docstring).
+    (world units) for "in front"; tau_abs, tau_rel, min_views, highlight: the test (module docstring).
     scratch: (N, B, 5) float32 work space. Outputs: seen (N,) int32 views that see the voxel;
     inconsistent (N,) uint8; color (N, 3) float32, the median colour of those views (0 when none).
     """
@@ -291,14 +297,14 @@ def consistency(cand, occ, nx, ny, nz, lo, s, P, C, focal, images, hit_t, tol, t
         faces = 0
         bad = 0
         for f in range(7):
-            count, out = _disagree(scratch[n], m, f, tau_abs, tau_rel, quorum)
+            count, out = _disagree(scratch[n], m, f, tau_abs, tau_rel, quorum, highlight)
             if count >= min_views:
                 faces += 1
                 bad += out
         if faces:
             inconsistent[n] = bad == faces
         else:
-            inconsistent[n] = _disagree(scratch[n], m, -1, tau_abs, tau_rel, quorum)[1]
+            inconsistent[n] = _disagree(scratch[n], m, -1, tau_abs, tau_rel, quorum, highlight)[1]
 
 
 def warm_up() -> None:
@@ -313,6 +319,6 @@ def warm_up() -> None:
     trace(occ, 2, 2, 2, lo, 1.0, M, C, hit_t, hit_id, changed)
     P = np.concatenate([np.eye(3), [[0.0], [0.0], [2.0]]], axis=1)[None]
     cand = np.arange(2, dtype=np.int64)
-    consistency(cand, occ, 2, 2, 2, lo, 1.0, P, C, np.ones(1), np.zeros((1, 2, 2, 3), np.float32), hit_t, 1.0, 8.0, 1.0, 0.5, 3,
+    consistency(cand, occ, 2, 2, 2, lo, 1.0, P, C, np.ones(1), np.zeros((1, 2, 2, 3), np.float32), hit_t, 1.0, 8.0, 1.0, 0.5, 3, 3.0,
                 np.zeros((2, 1, 6), np.float32), np.zeros(2, np.int32), np.zeros(2, np.uint8),
                 np.zeros((2, 3), np.float32))

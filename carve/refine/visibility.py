@@ -86,7 +86,8 @@ class ItemBuffers:
         ids = self.hit_id[self.changed.view(bool)]
         return kept, np.unique(ids[ids >= 0])
 
-    def test(self, cand: np.ndarray, threshold: float, spread_weight: float, quorum: float, min_views: int) -> tuple:
+    def test(self, cand: np.ndarray, threshold: float, spread_weight: float, quorum: float, min_views: int,
+             highlight: float) -> tuple:
         """(inconsistent (N,) bool, seen (N,) int32 views, colour (N, 3) float32) of the voxels ``cand``,
         by the test of :mod:`carve.refine.photo` with its constants."""
         nx, ny, nz = self.grid.shape
@@ -99,6 +100,7 @@ class ItemBuffers:
             b = min(a + _CHUNK, n)
             self.k.consistency(cand[a:b], self.occ, nx, ny, nz, self.grid.lo, self.grid.voxel_size, self.P, self.C, self.focal,
                                self.images, self.hit_t, self.tol, float(threshold), float(spread_weight), float(quorum), int(min_views),
+                               float(highlight),
                                scratch[:b - a], seen[a:b], bad[a:b], color[a:b])
         return bad.view(bool), seen, color
 
