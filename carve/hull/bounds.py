@@ -166,7 +166,7 @@ def _cone_box(P, cones, carve_out, tol):
     views = np.flatnonzero(carve_out)
     if len(views) - tol < 1:
         raise UnboundedRegionError("bounds='auto' needs views with outside='carve' to find the object, got "
-                         f"{len(views)} such views with tolerance={tol}; pass bounds=(lo, hi)")
+                                   f"{len(views)} such views with tolerance={tol}; pass bounds=(lo, hi)")
     rows = {b: _cone_constraints(P[b], cones[b]) for b in views}
     if tol == 0:
         subsets = [tuple(views)]

@@ -12,5 +12,4 @@ from carve.refine.photo import HIGHLIGHT, MIN_VIEWS, NOISE_SIGMAS, PHOTO_THRESHO
 from carve.refine.fusion import DepthGateWarning, FusionReport, fuse_depth
 
 __all__ = ["space_carve", "fuse_depth", "FusionReport", "DepthGateWarning", "depth_maps", "ItemBuffers", "image_noise",
-           "PHOTO_THRESHOLD", "NOISE_SIGMAS", "QUORUM", "MIN_VIEWS",
-           "HIGHLIGHT"]
+           "PHOTO_THRESHOLD", "NOISE_SIGMAS", "QUORUM", "MIN_VIEWS", "HIGHLIGHT"]

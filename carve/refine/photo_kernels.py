@@ -12,12 +12,12 @@ Photo-consistency of a voxel: in each view that sees it (its pixel's ray enters 
 of its centre's depth, or the ray to the centre itself is free), the mean colour and spread of a
 3 x 3 bilinear window as wide as the voxel's footprint, centred on the projection of the centre of
 the voxel's exposed face (no occupied neighbour) that faces the view most. The views of each face
-are tested alone: a view
-agrees when its colour is within ``tau_abs + tau_rel * spread`` of the per-channel median over that
-face's views (after taking away the common offset of a view brighter by at least ``highlight *
-tau_abs`` in every channel), and the face disagrees when fewer than ``quorum`` of them agree. The voxel is
-inconsistent when every face seen by at least ``min_views`` views disagrees, or, where no face is,
-when the views together disagree. The reasons for the numbers are in :mod:`carve.refine.photo`.
+are tested alone: a view agrees when its colour is within ``tau_abs + tau_rel * spread`` of the
+per-channel median over that face's views (after taking away the common offset of a view brighter
+by at least ``highlight * tau_abs`` in every channel), and the face disagrees when fewer than
+``quorum`` of them agree. The voxel is inconsistent when every face seen by at least ``min_views``
+views disagrees, or, where no face is, when the views together disagree. The reasons for the
+numbers are in :mod:`carve.refine.photo`.
 """
 from __future__ import annotations
 
@@ -214,7 +214,7 @@ def consistency(cand, occ, nx, ny, nz, lo, s, P, C, focal, images, hit_t, tol, t
     P: (B, 3, 4) projection matrices; focal: (B,) mean focal length in pixels (the footprint's size);
     images: (B, H, W, 3) float32; hit_t: (B, H, W) the item buffers' depths; tol: depth tolerance
     (world units) for "in front"; tau_abs, tau_rel, min_views, highlight: the test (module docstring).
-    scratch: (N, B, 5) float32 work space. Outputs: seen (N,) int32 views that see the voxel;
+    scratch: (N, B, 6) float32 work space. Outputs: seen (N,) int32 views that see the voxel;
     inconsistent (N,) uint8; color (N, 3) float32, the median colour of those views (0 when none).
     """
     N = cand.shape[0]

@@ -36,8 +36,8 @@ import numpy as np
 
 from carve.grid import VoxelGrid
 from carve.hull import EmptyHullWarning, carve, outside_per_view, robust_carve
-from carve.hull.bounds import UnboundedRegionError
 from carve.hull.agreement import SLACK_CAP_PX, VIEW_SHARE
+from carve.hull.bounds import UnboundedRegionError
 from carve.hull.checks import camera_matrices, check_image_size
 from carve.hull.reprojection import reproject
 from carve.segmentation.auto import initial_masks
