@@ -163,7 +163,7 @@ def _disagree(sc, m, group, tau_abs, tau_rel, quorum, highlight):  # pragma: no 
     rows of sc (view colour 0..2, spread 3, work 4, face 5) whose face is ``group`` (-1: all). A view
     brighter than the median by at least ``highlight * tau_abs`` in every channel is compared after
     taking that common (white) offset away."""
-    ref = np.empty(3)
+    ref = np.empty(4)  # the median colour, then the median spread
     count = 0
     for c in range(4):
         count = 0
@@ -173,9 +173,8 @@ def _disagree(sc, m, group, tau_abs, tau_rel, quorum, highlight):  # pragma: no 
                 count += 1
         if count == 0:
             return 0, False
-        if c < 3:
-            ref[c] = _median(sc[:, 4], count)
-    spread_median = _median(sc[:, 4], count)
+        ref[c] = _median(sc[:, 4], count)
+    spread_median = ref[3]
     agree = 0
     for a in range(m):
         if group < 0 or sc[a, 5] == group:
@@ -232,6 +231,7 @@ def consistency(cand, occ, nx, ny, nz, lo, s, P, C, focal, images, hit_t, tol, t
                    | (j == 0 or occ[flat - nz] == 0) << 2 | (j == ny - 1 or occ[flat + nz] == 0) << 3
                    | (k == 0 or occ[flat - 1] == 0) << 4 | (k == nz - 1 or occ[flat + 1] == 0) << 5)
         m = 0
+        faces_seen = 0  # bit f: some view sees face f (6: none exposed)
         for b in range(B):
             w = P[b, 2, 0] * x + P[b, 2, 1] * y + P[b, 2, 3] + P[b, 2, 2] * z
             if w <= EPS_DEPTH:
@@ -278,6 +278,7 @@ def consistency(cand, occ, nx, ny, nz, lo, s, P, C, focal, images, hit_t, tol, t
                 total += max(acc2 / 9.0 - mean * mean, 0.0)
             scratch[n, m, 3] = np.sqrt(total / 3.0)
             scratch[n, m, 5] = face
+            faces_seen |= 1 << face
             m += 1
         seen[n] = m
         inconsistent[n] = 0
@@ -297,6 +298,8 @@ def consistency(cand, occ, nx, ny, nz, lo, s, P, C, focal, images, hit_t, tol, t
         faces = 0
         bad = 0
         for f in range(7):
+            if not faces_seen >> f & 1:
+                continue
             count, out = _disagree(scratch[n], m, f, tau_abs, tau_rel, quorum, highlight)
             if count >= min_views:
                 faces += 1
